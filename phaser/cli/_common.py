@@ -1,0 +1,38 @@
+"""Small helpers shared by subcommands (options that every service takes)."""
+
+from __future__ import annotations
+
+import typer
+
+DEFAULT_BOOTSTRAP = "127.0.0.1:9092"
+
+#: ``--bootstrap`` for every service; env PHASER_BOOTSTRAP.
+BootstrapOpt = typer.Option(
+    DEFAULT_BOOTSTRAP, "--bootstrap", envvar="PHASER_BOOTSTRAP",
+    help="Kafka bootstrap servers (host:port[,host:port]).",
+)
+
+
+def parse_instances(spec: str) -> list[int]:
+    """'0-3,6' -> [0, 1, 2, 3, 6]; raises PhaserError on nonsense."""
+    from phaser.errors import PhaserError
+
+    out: list[int] = []
+    try:
+        for part in spec.split(","):
+            part = part.strip()
+            if not part:
+                continue
+            if "-" in part:
+                lo, hi = part.split("-", 1)
+                a, b = int(lo), int(hi)
+                if b < a:
+                    raise ValueError
+                out.extend(range(a, b + 1))
+            else:
+                out.append(int(part))
+    except ValueError:
+        raise PhaserError(f"bad instance list {spec!r}: use e.g. '0-3' or '0,2,5'") from None
+    if not out or min(out) < 0:
+        raise PhaserError(f"bad instance list {spec!r}: need at least one non-negative index")
+    return sorted(set(out))
