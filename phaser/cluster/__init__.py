@@ -1,0 +1,5 @@
+"""The router's view of the cluster (``ClusterView``)."""
+
+from phaser.cluster.view import ClusterView, InstanceView
+
+__all__ = ["ClusterView", "InstanceView"]
