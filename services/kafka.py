@@ -1,0 +1,262 @@
+"""Shared Kafka plumbing for every live service: topic names and creation,
+producer/consumer factories, a validating fetch that dead-letters what it cannot
+use, and a publisher that dead-letters what the broker refuses.
+
+Decisions (and the measured quirks of the embedded tansu broker behind them,
+see ``services.broker``):
+
+* **Topics** are the six of ``protos.TOPICS``. ``assignments`` has one partition
+  per instance (a worker reads only its own instances' partitions); every other
+  topic has one partition, which keeps ``requests`` in arrival order and lets one
+  router own it. Creation is idempotent (error 36 = already exists); an existing
+  ``assignments`` with too few partitions is grown.
+* An optional **topic prefix** (``--topic-prefix`` / ``PHASER_TOPIC_PREFIX``)
+  namespaces a run on a shared broker (tests use it to isolate runs). The
+  embedded broker's schema registry only knows the unprefixed names, so a
+  prefixed run is validated by the consumers only.
+* **Producers** batch (``linger_ms`` 5 ms: at most one batch-fill delay per hop,
+  well under one engine iteration at the default time scales), ``acks=1``, and
+  are *not* idempotent: tansu fails ``InitProducerId``. Exactly-once per request
+  is instead kept by never re-sending a refused record and by de-duplicating on
+  request id downstream (router and ``phaser up``'s summary).
+* **Consumers** never start "at latest" (tansu's high watermark lags the log):
+  they are assigned partitions explicitly (no group rebalancing) and start at
+  their group's committed offset, else at the beginning.
+* **Validation**: every record is decoded with ``protos.decode``; an invalid one
+  is published to ``dead-letters`` with the reason and skipped, so a bad message
+  never stops a consumer. A record the broker refuses (schema registry) reaches
+  the producer as ``UnknownError``; it is treated as permanent for that record
+  and dead-lettered too.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import sys
+from dataclasses import dataclass
+from typing import Iterable
+
+from aiokafka import AIOKafkaConsumer, AIOKafkaProducer, TopicPartition
+from aiokafka.admin import AIOKafkaAdminClient, NewPartitions, NewTopic
+from aiokafka.errors import KafkaConnectionError, KafkaError, TopicAlreadyExistsError
+
+import protos
+from phaser.errors import PhaserError
+from protos.messages import TOPICS, Message
+
+#: producer batching delay, ms (see module docstring)
+LINGER_MS = 5
+#: largest poll wait a consumer blocks for, seconds; services pass shorter ones
+MAX_POLL_S = 0.5
+DEAD_LETTERS = "dead-letters"
+
+
+@dataclass(frozen=True)
+class Topics:
+    """Topic names of one run: ``prefix + base`` for each base name in protos.TOPICS."""
+
+    prefix: str = ""
+
+    def name(self, base: str) -> str:
+        if base not in TOPICS:
+            raise PhaserError(f"unknown topic {base!r}; known: {', '.join(TOPICS)}")
+        return self.prefix + base
+
+    def base(self, name: str) -> str:
+        """Inverse of ``name``: the protos topic a (possibly prefixed) name carries."""
+        if self.prefix and name.startswith(self.prefix):
+            name = name[len(self.prefix):]
+        return name
+
+    def partitions(self, n_instances: int) -> dict[str, int]:
+        return {self.name(b): (n_instances if b == "assignments" else 1) for b in TOPICS}
+
+
+def _kafka_error(bootstrap: str, e: Exception) -> PhaserError:
+    return PhaserError(f"cannot reach Kafka at {bootstrap}: {e.__class__.__name__} {e}".strip())
+
+
+async def ensure_topics(bootstrap: str, n_instances: int, topics: Topics = Topics()) -> dict[str, int]:
+    """Create every topic if missing (idempotent); ``assignments`` gets at least
+    ``n_instances`` partitions. Returns topic -> partitions requested."""
+    if n_instances < 1:
+        raise PhaserError(f"need at least one instance, got {n_instances}")
+    wanted = topics.partitions(n_instances)
+    admin = AIOKafkaAdminClient(bootstrap_servers=bootstrap, request_timeout_ms=10_000)
+    try:
+        await admin.start()
+    except KafkaError as e:
+        raise _kafka_error(bootstrap, e) from None
+    try:
+        for name, parts in wanted.items():
+            try:
+                await admin.create_topics([NewTopic(name, num_partitions=parts, replication_factor=1)])
+            except TopicAlreadyExistsError:
+                pass
+        have = await partition_count(bootstrap, topics.name("assignments"))
+        if have < n_instances:
+            try:
+                await admin.create_partitions({topics.name("assignments"): NewPartitions(total_count=n_instances)})
+            except KafkaError as e:  # tansu does not implement CreatePartitions
+                raise PhaserError(
+                    f"topic {topics.name('assignments')!r} has {have} partitions but {n_instances} instances need one each, "
+                    f"and the broker cannot add partitions ({e.__class__.__name__}); use another --topic-prefix or a fresh broker"
+                ) from None
+    finally:
+        await admin.close()
+    return wanted
+
+
+async def partition_count(bootstrap: str, topic: str) -> int:
+    """Number of partitions of ``topic`` as the broker's metadata reports it (0 if absent)."""
+    c = AIOKafkaConsumer(bootstrap_servers=bootstrap)
+    try:
+        await c.start()
+        parts = c.partitions_for_topic(topic)
+        if not parts:
+            await c._client.force_metadata_update()  # metadata is fetched lazily per topic
+            c._client.add_topic(topic)
+            await c._client.force_metadata_update()
+            parts = c.partitions_for_topic(topic)
+        return len(parts or ())
+    except KafkaConnectionError as e:
+        raise _kafka_error(bootstrap, e) from None
+    finally:
+        await stop_consumer(c)
+
+
+async def stop_consumer(c: AIOKafkaConsumer) -> None:
+    """Stop a consumer. The yield first works around aiokafka 0.14 raising
+    CancelledError from ``stop()`` when its no-group coordinator task was
+    cancelled before it ever ran (a consumer stopped right after starting)."""
+    await asyncio.sleep(0)
+    await c.stop()
+
+
+def make_producer(bootstrap: str, client_id: str = "phaser") -> AIOKafkaProducer:
+    return AIOKafkaProducer(
+        bootstrap_servers=bootstrap, client_id=client_id, linger_ms=LINGER_MS, acks=1,
+        enable_idempotence=False, max_batch_size=256 * 1024, request_timeout_ms=10_000,
+    )
+
+
+async def start_consumer(bootstrap: str, partitions: Iterable[tuple[str, int]], group_id: str | None,
+                         client_id: str = "phaser") -> AIOKafkaConsumer:
+    """A started consumer explicitly assigned to ``partitions`` [(topic, p)],
+    positioned at the group's committed offset, else at the beginning."""
+    c = AIOKafkaConsumer(
+        bootstrap_servers=bootstrap, group_id=group_id, client_id=client_id, enable_auto_commit=False,
+        auto_offset_reset="earliest", fetch_max_wait_ms=20, max_poll_records=2000,
+    )
+    try:
+        await c.start()
+    except KafkaError as e:
+        raise _kafka_error(bootstrap, e) from None
+    tps = [TopicPartition(t, p) for t, p in partitions]
+    c.assign(tps)
+    for tp in tps:
+        committed = await c.committed(tp) if group_id else None
+        if committed is None or committed < 0:
+            await c.seek_to_beginning(tp)
+        else:
+            c.seek(tp, committed)
+    return c
+
+
+async def commit(consumer: AIOKafkaConsumer, positions: dict[TopicPartition, int]) -> None:
+    """Commit ``positions`` (next offset to read per partition); a failed commit
+    only means some records are re-read after a restart, which downstream
+    de-duplication absorbs, so it is reported and not raised."""
+    if not positions:
+        return
+    try:
+        await consumer.commit(dict(positions))
+    except KafkaError as e:  # pragma: no cover - depends on broker state
+        print(f"warning: commit failed: {e}", file=sys.stderr)
+
+
+class Publisher:
+    """A producer that sends ``protos`` messages without waiting per record and
+    dead-letters any record the broker refuses (e.g. its schema registry)."""
+
+    def __init__(self, producer: AIOKafkaProducer, topics: Topics, source: str, clock_now=None):
+        self.producer = producer
+        self.topics = topics
+        self.source = source
+        self._now = clock_now or (lambda: 0.0)
+        self._pending: set[asyncio.Future] = set()
+        self.refused = 0
+        self.sent = 0
+
+    async def send(self, base_topic: str, msg: Message, partition: int | None = None, key: bytes | None = None) -> None:
+        await self.send_raw(base_topic, protos.encode(msg), partition=partition, key=key)
+
+    async def send_raw(self, base_topic: str, data: bytes, partition: int | None = None, key: bytes | None = None) -> None:
+        topic = self.topics.name(base_topic)
+        fut = await self.producer.send(topic, data, partition=partition, key=key)
+        self._pending.add(fut)
+        fut.add_done_callback(lambda f, t=topic, d=data, p=partition: self._done(f, t, d, p))
+        self.sent += 1
+
+    def _done(self, fut: asyncio.Future, topic: str, data: bytes, partition: int | None) -> None:
+        self._pending.discard(fut)
+        if fut.cancelled():
+            return
+        err = fut.exception()
+        if err is None:
+            return
+        self.refused += 1
+        if self.topics.base(topic) == DEAD_LETTERS:
+            print(f"error: a dead letter was refused too ({err!r}); dropped", file=sys.stderr)
+            return
+        reason = f"refused by the broker on send: {err.__class__.__name__} {err}".strip()
+        dl = protos.dead_letter(self.topics.base(topic), data, reason, partition=partition if partition is not None else -1,
+                                source=self.source, now_s=max(0.0, self._now()))
+        # fire and forget from a callback: schedule the dead-letter send
+        asyncio.get_running_loop().create_task(self.send(DEAD_LETTERS, dl))
+
+    async def dead_letter(self, base_topic: str, data: bytes | None, reason: str, partition: int = -1, offset: int = -1) -> None:
+        dl = protos.dead_letter(base_topic, data, reason, partition=partition, offset=offset,
+                                source=self.source, now_s=max(0.0, self._now()))
+        await self.send(DEAD_LETTERS, dl)
+
+    async def flush(self) -> None:
+        """Wait until every record sent so far is acknowledged or dead-lettered."""
+        await self.producer.flush()
+        while self._pending:
+            await asyncio.gather(*list(self._pending), return_exceptions=True)
+            await asyncio.sleep(0)  # let dead-letter tasks scheduled by callbacks run
+            await self.producer.flush()
+
+
+@dataclass(frozen=True, slots=True)
+class Received:
+    """A valid message with where it came from."""
+
+    topic: str  # base topic name
+    partition: int
+    offset: int
+    msg: Message
+    timestamp_ms: int
+
+
+async def fetch(consumer: AIOKafkaConsumer, publisher: Publisher, timeout_s: float) -> tuple[list[Received], dict[TopicPartition, int]]:
+    """Poll once (waiting at most ``timeout_s``), decode every record, dead-letter
+    the invalid ones. Returns the valid messages in log order per partition and
+    the next offset per partition (to commit once they are handled)."""
+    batches = await consumer.getmany(timeout_ms=int(max(0.0, min(timeout_s, MAX_POLL_S)) * 1000))
+    out: list[Received] = []
+    positions: dict[TopicPartition, int] = {}
+    topics = publisher.topics
+    for tp, records in batches.items():
+        base = topics.base(tp.topic)
+        for r in records:
+            try:
+                msg = protos.decode(base, r.value)
+            except protos.DecodeError as e:
+                await publisher.dead_letter(base, r.value, e.reason, partition=r.partition, offset=r.offset)
+                continue
+            out.append(Received(base, r.partition, r.offset, msg, r.timestamp))
+        if records:
+            positions[tp] = records[-1].offset + 1
+    return out, positions
