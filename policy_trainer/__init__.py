@@ -1,0 +1,1 @@
+"""The online trainer service, the checkpoint store and the policy lifecycle (issue 7)."""

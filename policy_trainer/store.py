@@ -1,0 +1,171 @@
+"""The checkpoint store: numbered policy versions plus one "current" pointer.
+
+Layout of a store directory (shared by the trainer and the router, a named
+volume in docker-compose)::
+
+    STORE/
+      versions/v000001/   one checkpoint each, in the exact format of
+      versions/v000002/   ``phaser train`` (phaser.rl.checkpoint: safetensors
+      ...                  weights + metadata JSON + sha256 checksum)
+      current.json        {"version", "pinned", "reason", "updated_unix", "history"}
+
+Decisions:
+
+* **Versions are immutable and atomic.** A version is written by
+  ``phaser.rl.checkpoint`` under a temporary name and renamed into place, so a
+  reader either sees a complete checkpoint or none; the store never edits one.
+  Numbers are ``max(existing) + 1``: the trainer is the only writer of new
+  versions (one trainer per store), so no lock is needed.
+* **The pointer is one small JSON file replaced atomically** (write temp,
+  fsync, ``os.replace``). ``history`` lists the versions that were current
+  before, newest last (capped at 100), which is what ``rollback`` pops.
+* **Pinned** means an operator chose this version: routers serve it and ignore
+  the trainer's new publications until someone promotes or unpins.
+* The store is the only module here that touches files; the lifecycle
+  decisions (when to promote, when to roll back) live in ``guard.py``.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import re
+import tempfile
+import time
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Callable
+
+from phaser.errors import PhaserError
+
+_VERSION_DIR = re.compile(r"^v(\d{6,})$")
+HISTORY_CAP = 100
+
+
+@dataclass(frozen=True)
+class Pointer:
+    version: int | None = None
+    pinned: bool = False
+    reason: str = ""
+    updated_unix: float = 0.0
+    history: tuple[int, ...] = ()
+
+    def to_json(self) -> dict:
+        return {"version": self.version, "pinned": self.pinned, "reason": self.reason,
+                "updated_unix": self.updated_unix, "history": list(self.history)}
+
+
+@dataclass
+class CheckpointStore:
+    root: Path
+    wall: Callable[[], float] = field(default=time.time, repr=False)
+
+    def __post_init__(self) -> None:
+        self.root = Path(self.root)
+        if self.root.exists() and not self.root.is_dir():
+            raise PhaserError(f"checkpoint store {self.root} is not a directory")
+
+    # ---------------------------------------------------------------- paths
+    @property
+    def versions_dir(self) -> Path:
+        return self.root / "versions"
+
+    @property
+    def pointer_path(self) -> Path:
+        return self.root / "current.json"
+
+    def path_of(self, version: int) -> Path:
+        return self.versions_dir / f"v{version:06d}"
+
+    # ------------------------------------------------------------- versions
+    def versions(self) -> list[int]:
+        if not self.versions_dir.is_dir():
+            return []
+        out = []
+        for p in self.versions_dir.iterdir():
+            m = _VERSION_DIR.match(p.name)
+            if m and p.is_dir():
+                out.append(int(m.group(1)))
+        return sorted(out)
+
+    def next_version(self) -> int:
+        vs = self.versions()
+        return (vs[-1] + 1) if vs else 1
+
+    def publish(self, write: Callable[[Path], object]) -> tuple[int, Path]:
+        """Allocate the next version and let ``write(path)`` create it there
+        (``phaser.rl.checkpoint`` writes atomically: temp dir + rename)."""
+        self.versions_dir.mkdir(parents=True, exist_ok=True)
+        version = self.next_version()
+        path = self.path_of(version)
+        write(path)
+        if not path.is_dir():
+            raise PhaserError(f"checkpoint writer did not create {path}")
+        return version, path
+
+    def require(self, version: int) -> Path:
+        path = self.path_of(version)
+        if not path.is_dir():
+            known = ", ".join(f"v{v}" for v in self.versions()[-10:]) or "none"
+            raise PhaserError(f"no version v{version} in {self.root} (latest: {known})")
+        return path
+
+    # -------------------------------------------------------------- pointer
+    def pointer(self) -> Pointer:
+        p = self.pointer_path
+        if not p.exists():
+            return Pointer()
+        try:
+            d = json.loads(p.read_text())
+            return Pointer(version=None if d.get("version") is None else int(d["version"]),
+                           pinned=bool(d.get("pinned", False)), reason=str(d.get("reason", "")),
+                           updated_unix=float(d.get("updated_unix", 0.0)),
+                           history=tuple(int(v) for v in d.get("history", ())))
+        except (ValueError, TypeError, KeyError) as e:
+            raise PhaserError(f"unreadable pointer {p}: {e}") from None
+
+    def _write_pointer(self, ptr: Pointer) -> Pointer:
+        self.root.mkdir(parents=True, exist_ok=True)
+        fd, tmp = tempfile.mkstemp(prefix=".current-", suffix=".json", dir=self.root)
+        try:
+            with os.fdopen(fd, "w") as f:
+                json.dump(ptr.to_json(), f, indent=1)
+                f.flush()
+                os.fsync(f.fileno())
+            os.replace(tmp, self.pointer_path)
+        except BaseException:
+            Path(tmp).unlink(missing_ok=True)
+            raise
+        return ptr
+
+    def promote(self, version: int, reason: str, pin: bool = False) -> Pointer:
+        """Make ``version`` current (pinned if ``pin``); the old one goes on the history."""
+        self.require(version)
+        old = self.pointer()
+        history = old.history
+        if old.version is not None and old.version != version:
+            history = (history + (old.version,))[-HISTORY_CAP:]
+        return self._write_pointer(Pointer(version, pin, reason, self.wall(), history))
+
+    def unpin(self, reason: str = "unpinned") -> Pointer:
+        old = self.pointer()
+        return self._write_pointer(Pointer(old.version, False, reason, self.wall(), old.history))
+
+    def rollback(self, reason: str, to: int | None = None) -> tuple[int | None, Pointer]:
+        """Withdraw the current version: back to ``to`` or the previous current.
+        Returns (withdrawn version, new pointer). The result is pinned only if
+        the withdrawn pointer was (an operator's pin survives a rollback)."""
+        old = self.pointer()
+        if old.version is None:
+            raise PhaserError(f"nothing to roll back in {self.root}: no current version")
+        history = list(old.history)
+        if to is None:
+            while history and history[-1] == old.version:
+                history.pop()
+            if not history:
+                raise PhaserError(f"cannot roll back v{old.version}: no earlier version was ever current")
+            to = history.pop()
+        else:
+            self.require(to)
+        new = Pointer(to, old.pinned, reason, self.wall(), tuple(history))
+        return old.version, self._write_pointer(new)
