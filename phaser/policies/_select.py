@@ -1,0 +1,38 @@
+"""Tie-breaking argmin/argmax shared by the heuristic policies.
+
+Ties are broken by a rotating start index, not by "lowest index wins": on an
+idle or symmetric cluster a fixed tie-break would pile every request onto
+instance 0 until its load shows up in the view.
+"""
+
+from __future__ import annotations
+
+from typing import Callable, Sequence
+
+
+class RotatingArg:
+    """argmin over instances with rotating tie-break; deterministic, no RNG."""
+
+    __slots__ = ("_start",)
+
+    def __init__(self) -> None:
+        self._start = 0
+
+    def argmin(self, values: Sequence[float], allowed: Callable[[int], bool] | None = None) -> int:
+        n = len(values)
+        best, best_v = -1, 0.0
+        s = self._start
+        for k in range(n):
+            i = (s + k) % n
+            if allowed is not None and not allowed(i):
+                continue
+            v = values[i]
+            if best < 0 or v < best_v:
+                best, best_v = i, v
+        if best < 0:
+            raise ValueError("no allowed instance")
+        self._start = (best + 1) % n
+        return best
+
+    def argmax(self, values: Sequence[float], allowed: Callable[[int], bool] | None = None) -> int:
+        return self.argmin([-v for v in values], allowed)
