@@ -1,0 +1,142 @@
+"""The Q-network: Flax for training, a numpy mirror for routing.
+
+Two architectures, chosen by ``DQNConfig.arch``:
+
+``mlp`` — the paper's network: the whole state vector (3 + 6·N numbers, 27
+for N = 4) → ReLU(64) → ReLU(64) → N + 1 Q-values (one per instance, the last
+for WAIT). A checkpoint is tied to its instance count.
+
+``shared`` — a per-instance scoring network shared across instances (the same
+weights score every instance): instance i is scored from
+``[global, inst_i, mean_j inst_j]`` → ReLU(h1) → ReLU(h2) → 1, and WAIT from
+``[global, mean_j inst_j, max_j inst_j]`` through its own small tower. It has the
+same parameter count for any N, sees every instance through the same lens (an
+improvement learnt about instance 2 applies to instance 0), and a checkpoint
+trained at one N can score another N.
+
+Why a numpy mirror: routing asks for one decision at a time, and a jitted JAX
+call costs tens of microseconds of dispatch before any arithmetic; the numpy
+forward pass of a 64-64 network is a handful of small matmuls (a few µs).
+``tests/rl/test_network.py`` proves the two agree to float32 precision, so the
+logic is written twice only in the sense of two backends of one definition.
+
+Parameters are exchanged as a flat ``{"layer.kernel": array}`` dict — what
+``safetensors`` stores and what ``forward_np`` reads.
+"""
+
+from __future__ import annotations
+
+from typing import Sequence
+
+import jax
+import jax.numpy as jnp
+import numpy as np
+from flax import linen as nn
+
+#: global features (queue length, prompt tokens, predicted bucket) and
+#: per-instance features; must match ``phaser.rl.features``.
+N_GLOBAL = 3
+N_PER_INSTANCE = 6
+
+ARCHS = ("mlp", "shared")
+
+
+class MLPQ(nn.Module):
+    """Fixed-size MLP: state → Q for every instance + WAIT."""
+
+    n_actions: int
+    hidden: Sequence[int] = (64, 64)
+
+    @nn.compact
+    def __call__(self, x):
+        for k, h in enumerate(self.hidden):
+            x = nn.relu(nn.Dense(h, name=f"hidden_{k}")(x))
+        return nn.Dense(self.n_actions, name="out")(x)
+
+
+class SharedQ(nn.Module):
+    """Per-instance scoring network shared across instances (+ a WAIT tower)."""
+
+    n_instances: int
+    hidden: Sequence[int] = (64, 64)
+
+    @nn.compact
+    def __call__(self, x):
+        g, inst = split_state(x, self.n_instances, jnp)
+        mean = inst.mean(axis=-2, keepdims=True)
+        n = self.n_instances
+        per = jnp.concatenate(
+            [jnp.broadcast_to(g[..., None, :], inst.shape[:-1] + (g.shape[-1],)), inst,
+             jnp.broadcast_to(mean, inst.shape)], axis=-1)
+        for k, h in enumerate(self.hidden):
+            per = nn.relu(nn.Dense(h, name=f"score_{k}")(per))
+        scores = nn.Dense(1, name="score_out")(per)[..., 0]  # (..., N)
+        w = jnp.concatenate([g, mean[..., 0, :], inst.max(axis=-2)], axis=-1)
+        for k, h in enumerate(self.hidden):
+            w = nn.relu(nn.Dense(h, name=f"wait_{k}")(w))
+        wait = nn.Dense(1, name="wait_out")(w)  # (..., 1)
+        assert scores.shape[-1] == n
+        return jnp.concatenate([scores, wait], axis=-1)
+
+
+def split_state(x, n_instances: int, xp=np):
+    """State vector(s) → (global (..., 3), per-instance (..., N, 6))."""
+    g = x[..., :N_GLOBAL]
+    inst = x[..., N_GLOBAL:].reshape(x.shape[:-1] + (n_instances, N_PER_INSTANCE))
+    return g, inst
+
+
+def build(arch: str, n_instances: int, hidden: Sequence[int]) -> nn.Module:
+    if arch == "mlp":
+        return MLPQ(n_actions=n_instances + 1, hidden=tuple(hidden))
+    if arch == "shared":
+        return SharedQ(n_instances=n_instances, hidden=tuple(hidden))
+    raise ValueError(f"unknown architecture {arch!r}; known: {', '.join(ARCHS)}")
+
+
+def init_params(module: nn.Module, n_instances: int, key) -> dict:
+    x = jnp.zeros((1, N_GLOBAL + N_PER_INSTANCE * n_instances), jnp.float32)
+    return module.init(key, x)["params"]
+
+
+# --- flat <-> nested parameters (the checkpoint format) -----------------------
+
+def flatten(params) -> dict[str, np.ndarray]:
+    """``{"hidden_0": {"kernel": a}}`` → ``{"hidden_0.kernel": np.ndarray}``."""
+    out: dict[str, np.ndarray] = {}
+    for layer, leaves in params.items():
+        for leaf, arr in leaves.items():
+            out[f"{layer}.{leaf}"] = np.asarray(jax.device_get(arr), dtype=np.float32)
+    return out
+
+
+def unflatten(flat: dict[str, np.ndarray]) -> dict:
+    nested: dict[str, dict] = {}
+    for key, arr in flat.items():
+        layer, leaf = key.split(".", 1)
+        nested.setdefault(layer, {})[leaf] = jnp.asarray(arr)
+    return nested
+
+
+# --- numpy forward pass (routing) ---------------------------------------------
+
+def _tower(flat: dict[str, np.ndarray], prefix: str, n_hidden: int, x: np.ndarray, out: str) -> np.ndarray:
+    for k in range(n_hidden):
+        x = x @ flat[f"{prefix}_{k}.kernel"] + flat[f"{prefix}_{k}.bias"]
+        np.maximum(x, 0.0, out=x)
+    return x @ flat[f"{out}.kernel"] + flat[f"{out}.bias"]
+
+
+def forward_np(flat: dict[str, np.ndarray], x: np.ndarray, arch: str, n_instances: int, n_hidden: int) -> np.ndarray:
+    """Q-values for state vector(s) ``x`` with numpy only (same maths as the Flax modules)."""
+    if arch == "mlp":
+        return _tower(flat, "hidden", n_hidden, x, "out")
+    g, inst = split_state(x, n_instances)
+    mean = inst.mean(axis=-2, keepdims=True)
+    per = np.concatenate(
+        [np.broadcast_to(g[..., None, :], inst.shape[:-1] + (g.shape[-1],)), inst,
+         np.broadcast_to(mean, inst.shape)], axis=-1)
+    scores = _tower(flat, "score", n_hidden, per, "score_out")[..., 0]
+    w = np.concatenate([g, mean[..., 0, :], inst.max(axis=-2)], axis=-1)
+    wait = _tower(flat, "wait", n_hidden, w, "wait_out")
+    return np.concatenate([scores, wait], axis=-1)

@@ -1,0 +1,61 @@
+"""``RLPolicy``: a trained Q-network behind the one routing-policy interface.
+
+``decide(job, view)`` encodes the state (``phaser.rl.features``), runs the numpy
+forward pass of the checkpoint's weights (``phaser.rl.network.forward_np``) and
+returns the argmax: an instance index, or ``WAIT`` (None) for the last action.
+No JAX on this path: a jitted call's dispatch alone costs more than the whole
+numpy pass for a 64-64 network (measured by ``phaser bench router-latency``).
+
+The same object runs in the simulator, the RL environment's evaluation and the
+live router, so a trained network drops into ``phaser router --policy rl
+--checkpoint PATH`` unchanged. ``last_features`` exposes what the policy saw
+(the router publishes it with the assignment). ``epsilon`` > 0 makes it
+ε-greedy with its own seeded RNG (used only for exploration; 0 by default).
+"""
+
+from __future__ import annotations
+
+import numpy as np
+
+from phaser.rl.checkpoint import Checkpoint, check_compatible, load_checkpoint
+from phaser.rl.features import Encoder, FeatureSpec
+from phaser.rl.network import forward_np
+
+
+class RLPolicy:
+    def __init__(self, params: dict[str, np.ndarray], arch: str, n_hidden: int, spec: FeatureSpec,
+                 name: str = "rl", version: int = 0, seed: int = 0, epsilon: float = 0.0):
+        self.name = name
+        self.version = version
+        self.n = spec.n_instances
+        self.arch = arch
+        self.n_hidden = n_hidden
+        self.params = {k: np.asarray(v, np.float32) for k, v in params.items()}
+        self.encoder = Encoder(spec)
+        self.epsilon = epsilon
+        self._rng = np.random.default_rng(seed)
+        self.last_features: list[float] | None = None
+        self.last_action: int = -1
+
+    @classmethod
+    def from_checkpoint(cls, ckpt: Checkpoint | str, n_instances: int, name: str | None = None,
+                        seed: int = 0, epsilon: float = 0.0) -> "RLPolicy":
+        if not isinstance(ckpt, Checkpoint):
+            ckpt = load_checkpoint(ckpt)
+        spec = check_compatible(ckpt, n_instances)
+        hidden = ckpt.metadata["config"]["hidden"]
+        return cls(ckpt.params, ckpt.arch, len(hidden), spec, name=name or ckpt.variant,
+                   version=ckpt.version, seed=seed, epsilon=epsilon)
+
+    def q_values(self, x: np.ndarray) -> np.ndarray:
+        return forward_np(self.params, x, self.arch, self.n, self.n_hidden)
+
+    def decide(self, job, view) -> int | None:
+        x = self.encoder(job, view)
+        self.last_features = x.tolist()
+        if self.epsilon > 0.0 and self._rng.random() < self.epsilon:
+            a = int(self._rng.integers(0, self.n + 1))
+        else:
+            a = int(np.argmax(self.q_values(x)))
+        self.last_action = a
+        return None if a == self.n else a

@@ -1,0 +1,88 @@
+"""Checkpoints: bit-exact round trip, atomic versions, refusal of tampered or mismatched ones."""
+
+import json
+
+import jax
+import numpy as np
+import pytest
+
+from phaser.errors import PhaserError
+from phaser.rl import network
+from phaser.rl.checkpoint import check_compatible, load_checkpoint, save_checkpoint, spec_metadata, versions
+from phaser.rl.dqn import DQNConfig
+from phaser.rl.features import FeatureSpec
+from phaser.rl.policy import RLPolicy
+
+
+def _make(tmp_path, arch="mlp", n=4):
+    cfg = DQNConfig(arch=arch, hidden=(8, 8))
+    flat = network.flatten(network.init_params(network.build(arch, n, cfg.hidden), n, jax.random.PRNGKey(1)))
+    meta = {"variant": "rl-guided", "arch": arch, "n_instances": n, "feature_spec": spec_metadata(FeatureSpec(n)),
+            "config": cfg.to_dict(), "profile": "v100-llama2-7b", "workload": "paper-mix", "stats": {"episodes": 1}}
+    return flat, save_checkpoint(tmp_path / "ck", flat, meta)
+
+
+def test_round_trip_is_bit_exact_and_versioned(tmp_path):
+    flat, d = _make(tmp_path)
+    assert d.name == "v000001" and versions(tmp_path / "ck") == [1]
+    ck = load_checkpoint(tmp_path / "ck")  # root resolves to the latest version
+    assert set(ck.params) == set(flat)
+    for k in flat:
+        assert ck.params[k].dtype == np.float32
+        assert ck.params[k].tobytes() == flat[k].tobytes()
+    assert ck.metadata["stats"] == {"episodes": 1} and ck.checksum.startswith("sha256:")
+    # a second save is a new version; the first is untouched; no temp dirs remain
+    d2 = save_checkpoint(tmp_path / "ck", flat, {k: v for k, v in ck.metadata.items() if k not in ("checksum",)})
+    assert d2.name == "v000002" and load_checkpoint(tmp_path / "ck").version == 2
+    assert sorted(p.name for p in (tmp_path / "ck").iterdir()) == ["v000001", "v000002"]
+
+
+def test_tampered_weights_or_metadata_refused(tmp_path):
+    _, d = _make(tmp_path)
+    w = d / "weights.safetensors"
+    data = bytearray(w.read_bytes())
+    data[-3] ^= 0x01
+    w.write_bytes(bytes(data))
+    with pytest.raises(PhaserError, match="checksum"):
+        load_checkpoint(d)
+    _, d = _make(tmp_path / "b")
+    meta = json.loads((d / "metadata.json").read_text())
+    meta["variant"] = "rl-baseline"
+    (d / "metadata.json").write_text(json.dumps(meta))
+    with pytest.raises(PhaserError, match="checksum"):
+        load_checkpoint(d)
+
+
+def test_missing_or_empty_refused(tmp_path):
+    with pytest.raises(PhaserError, match="no checkpoint"):
+        load_checkpoint(tmp_path)
+    _, d = _make(tmp_path)
+    (d / "weights.safetensors").unlink()
+    with pytest.raises(PhaserError, match="missing"):
+        load_checkpoint(d)
+
+
+def test_mismatched_instance_count_refused_for_fixed_mlp(tmp_path):
+    _, d = _make(tmp_path, "mlp", 4)
+    ck = load_checkpoint(d)
+    assert check_compatible(ck, 4).n_instances == 4
+    with pytest.raises(PhaserError, match="trained for 4 instances"):
+        check_compatible(ck, 8)
+    with pytest.raises(PhaserError, match="trained for 4 instances"):
+        RLPolicy.from_checkpoint(d, n_instances=16)
+
+
+def test_shared_network_checkpoint_serves_other_instance_counts(tmp_path):
+    _, d = _make(tmp_path, "shared", 4)
+    pol = RLPolicy.from_checkpoint(d, n_instances=16)
+    assert pol.n == 16 and pol.encoder.spec.size == 3 + 6 * 16
+
+
+def test_changed_feature_spec_refused(tmp_path):
+    _, d = _make(tmp_path)
+    meta = json.loads((d / "metadata.json").read_text())
+    meta["feature_spec"]["features"][1]["cap"] = 1000.0
+    meta.pop("checksum")
+    d2 = save_checkpoint(tmp_path / "other", load_checkpoint(d).params, meta)
+    with pytest.raises(PhaserError, match="feature spec"):
+        check_compatible(load_checkpoint(d2), 4)
