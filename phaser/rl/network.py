@@ -21,7 +21,7 @@ forward pass of a 64-64 network is a handful of small matmuls (a few µs).
 logic is written twice only in the sense of two backends of one definition.
 
 Parameters are exchanged as a flat ``{"layer.kernel": array}`` dict — what
-``safetensors`` stores and what ``forward_np`` reads.
+``safetensors`` stores and what ``phaser.rl.inference.forward_np`` reads.
 """
 
 from __future__ import annotations
@@ -33,10 +33,7 @@ import jax.numpy as jnp
 import numpy as np
 from flax import linen as nn
 
-#: global features (queue length, prompt tokens, predicted bucket) and
-#: per-instance features; must match ``phaser.rl.features``.
-N_GLOBAL = 3
-N_PER_INSTANCE = 6
+from phaser.rl.inference import N_GLOBAL, N_PER_INSTANCE, forward_np, split_state  # noqa: F401
 
 ARCHS = ("mlp", "shared")
 
@@ -62,7 +59,7 @@ class SharedQ(nn.Module):
 
     @nn.compact
     def __call__(self, x):
-        g, inst = split_state(x, self.n_instances, jnp)
+        g, inst = split_state(x, self.n_instances)
         mean = inst.mean(axis=-2, keepdims=True)
         n = self.n_instances
         per = jnp.concatenate(
@@ -77,13 +74,6 @@ class SharedQ(nn.Module):
         wait = nn.Dense(1, name="wait_out")(w)  # (..., 1)
         assert scores.shape[-1] == n
         return jnp.concatenate([scores, wait], axis=-1)
-
-
-def split_state(x, n_instances: int, xp=np):
-    """State vector(s) → (global (..., 3), per-instance (..., N, 6))."""
-    g = x[..., :N_GLOBAL]
-    inst = x[..., N_GLOBAL:].reshape(x.shape[:-1] + (n_instances, N_PER_INSTANCE))
-    return g, inst
 
 
 def build(arch: str, n_instances: int, hidden: Sequence[int]) -> nn.Module:
@@ -116,27 +106,3 @@ def unflatten(flat: dict[str, np.ndarray]) -> dict:
         layer, leaf = key.split(".", 1)
         nested.setdefault(layer, {})[leaf] = jnp.asarray(arr)
     return nested
-
-
-# --- numpy forward pass (routing) ---------------------------------------------
-
-def _tower(flat: dict[str, np.ndarray], prefix: str, n_hidden: int, x: np.ndarray, out: str) -> np.ndarray:
-    for k in range(n_hidden):
-        x = x @ flat[f"{prefix}_{k}.kernel"] + flat[f"{prefix}_{k}.bias"]
-        np.maximum(x, 0.0, out=x)
-    return x @ flat[f"{out}.kernel"] + flat[f"{out}.bias"]
-
-
-def forward_np(flat: dict[str, np.ndarray], x: np.ndarray, arch: str, n_instances: int, n_hidden: int) -> np.ndarray:
-    """Q-values for state vector(s) ``x`` with numpy only (same maths as the Flax modules)."""
-    if arch == "mlp":
-        return _tower(flat, "hidden", n_hidden, x, "out")
-    g, inst = split_state(x, n_instances)
-    mean = inst.mean(axis=-2, keepdims=True)
-    per = np.concatenate(
-        [np.broadcast_to(g[..., None, :], inst.shape[:-1] + (g.shape[-1],)), inst,
-         np.broadcast_to(mean, inst.shape)], axis=-1)
-    scores = _tower(flat, "score", n_hidden, per, "score_out")[..., 0]
-    w = np.concatenate([g, mean[..., 0, :], inst.max(axis=-2)], axis=-1)
-    wait = _tower(flat, "wait", n_hidden, w, "wait_out")
-    return np.concatenate([scores, wait], axis=-1)

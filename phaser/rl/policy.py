@@ -19,7 +19,7 @@ import numpy as np
 
 from phaser.rl.checkpoint import Checkpoint, check_compatible, load_checkpoint
 from phaser.rl.features import Encoder, FeatureSpec
-from phaser.rl.network import forward_np
+from phaser.rl.inference import forward_np
 
 
 class RLPolicy:
