@@ -1,0 +1,34 @@
+"""phaser monitor: topic rates, consumer-group lag and rolling latency percentiles."""
+
+from __future__ import annotations
+
+import typer
+
+from phaser.cli._common import BootstrapOpt
+from phaser.cli._stack import TopicPrefixOpt
+
+
+def register(app: typer.Typer) -> None:
+    @app.command("monitor")
+    def monitor(
+        interval: float = typer.Option(2.0, "--interval", envvar="PHASER_MONITOR_INTERVAL", min=0.1,
+                                       help="Wall seconds between snapshots."),
+        duration: float = typer.Option(0.0, "--duration", envvar="PHASER_MONITOR_DURATION", min=0.0,
+                                       help="Stop after this many wall seconds (0 = until Ctrl-C)."),
+        once: bool = typer.Option(False, "--once", help="Read what is in the topics now, print one snapshot, exit."),
+        topic_prefix: str = TopicPrefixOpt,
+        bootstrap: str = BootstrapOpt,
+    ):
+        """Print a snapshot every --interval seconds (rich table on a terminal, plain lines otherwise)."""
+        import asyncio
+
+        from services.kafka import Topics
+        from services.monitor import run_monitor
+        from services.worker import install_stop_signals
+
+        async def _run():
+            stop = asyncio.Event()
+            install_stop_signals(stop)
+            await run_monitor(bootstrap, Topics(topic_prefix), interval, duration or None, once, stop=stop)
+
+        asyncio.run(_run())

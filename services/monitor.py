@@ -1,0 +1,188 @@
+"""The monitor: per-topic message rates, per-consumer-group lag and rolling
+latency percentiles from ``completions``.
+
+``MonitorCore`` is the functional core (records and times passed in);
+``run_monitor`` reads every partition of every topic from the beginning with no
+consumer group (it must not disturb anyone's offsets) and prints a snapshot every
+``interval`` seconds — a rich table on a terminal, one plain line per row
+otherwise.
+
+Decisions:
+
+* **Rate** is counted from the records' own timestamps (producer create time),
+  over the last ``RATE_WINDOW_S`` wall seconds, so it is right even while the
+  monitor catches up on an old log.
+* **Lag** of a group on a partition = (highest offset *seen* + 1) − the group's
+  committed offset; the broker's high watermark is not used (tansu's lags the
+  log). Committed offsets are read with ``AIOKafkaConsumer(group_id).committed``
+  (the admin client's group-offsets call breaks tansu's connection). A group
+  that never committed counts as lag from offset 0.
+* **Latency percentiles** are over the last ``LATENCY_WINDOW`` completions
+  (TTFT, mean TBT, E2E, router wait, in stack seconds).
+"""
+
+from __future__ import annotations
+
+import asyncio
+import sys
+import time
+from collections import deque
+from dataclasses import dataclass, field
+
+import numpy as np
+from aiokafka import AIOKafkaConsumer, TopicPartition
+
+import protos
+from protos.messages import TOPICS
+from services.kafka import Topics, partition_count, start_consumer, stop_consumer
+
+RATE_WINDOW_S = 5.0
+LATENCY_WINDOW = 1000
+#: consumer group -> the base topics it commits (the trainer's group joins when it exists)
+GROUPS: dict[str, tuple[str, ...]] = {
+    "phaser-router": ("requests", "completions", "instance-status"),
+    "phaser-worker": ("assignments",),
+}
+LATENCY_FIELDS = ("ttft_s", "tbt_mean_s", "e2e_s", "router_wait_s")
+
+
+@dataclass
+class Snapshot:
+    rates: dict[str, float]  # topic -> messages per wall second
+    totals: dict[str, int]  # topic -> records seen
+    lag: dict[str, int]  # group -> records behind
+    latency: dict[str, dict[str, float]]  # field -> {p50, p90, p99}
+    completions: int
+
+
+@dataclass
+class MonitorCore:
+    rate_window_s: float = RATE_WINDOW_S
+    latency_window: int = LATENCY_WINDOW
+    high: dict[tuple[str, int], int] = field(default_factory=dict)  # (base topic, partition) -> next offset
+    totals: dict[str, int] = field(default_factory=dict)
+    _stamps: dict[str, deque] = field(default_factory=dict)
+    _lat: dict[str, deque] = field(default_factory=dict)
+    completions: int = 0
+
+    def on_record(self, topic: str, partition: int, offset: int, ts_wall: float, value: bytes | None) -> None:
+        key = (topic, partition)
+        self.high[key] = max(self.high.get(key, 0), offset + 1)
+        self.totals[topic] = self.totals.get(topic, 0) + 1
+        self._stamps.setdefault(topic, deque()).append(ts_wall)
+        if topic == "completions":
+            try:
+                c = protos.decode("completions", value)
+            except protos.DecodeError:
+                return
+            self.completions += 1
+            for f in LATENCY_FIELDS:
+                self._lat.setdefault(f, deque(maxlen=self.latency_window)).append(getattr(c, f))
+
+    def snapshot(self, now_wall: float, committed: dict[str, dict[tuple[str, int], int]]) -> Snapshot:
+        rates = {}
+        for t in TOPICS:
+            q = self._stamps.get(t, deque())
+            while q and q[0] < now_wall - self.rate_window_s:
+                q.popleft()
+            rates[t] = len(q) / self.rate_window_s
+        lag = {}
+        for g, offsets in committed.items():
+            lag[g] = sum(max(0, hi - offsets.get(k, 0)) for k, hi in self.high.items() if k[0] in GROUPS.get(g, ()))
+        latency = {}
+        for f in LATENCY_FIELDS:
+            vals = self._lat.get(f)
+            if vals:
+                p50, p90, p99 = np.percentile(np.fromiter(vals, float), [50, 90, 99])
+                latency[f] = {"p50": float(p50), "p90": float(p90), "p99": float(p99)}
+        return Snapshot(rates, {t: self.totals.get(t, 0) for t in TOPICS}, lag, latency, self.completions)
+
+
+def render_plain(s: Snapshot) -> str:
+    rates = " ".join(f"{t}={s.rates[t]:.1f}/s" for t in TOPICS)
+    lag = " ".join(f"{g}={v}" for g, v in s.lag.items())
+    lat = " ".join(f"{f[:-2]}(p50/p90/p99)={v['p50']:.3f}/{v['p90']:.3f}/{v['p99']:.3f}s" for f, v in s.latency.items())
+    return f"rate {rates} | lag {lag} | completions={s.completions} {lat}".rstrip()
+
+
+def render_table(s: Snapshot):
+    from rich.table import Table
+
+    t = Table(title="phaser monitor", expand=False)
+    t.add_column("what")
+    t.add_column("value", justify="right")
+    t.add_column("detail", justify="right")
+    for topic in TOPICS:
+        t.add_row(f"topic {topic}", f"{s.rates[topic]:.1f}/s", f"{s.totals[topic]} total")
+    for g, v in s.lag.items():
+        t.add_row(f"lag {g}", str(v), "records")
+    for f, v in s.latency.items():
+        t.add_row(f"{f[:-2]} p50/p90/p99", f"{v['p50']:.3f}s", f"{v['p90']:.3f}s / {v['p99']:.3f}s")
+    t.add_row("completions", str(s.completions), f"window {LATENCY_WINDOW}")
+    return t
+
+
+async def _committed(bootstrap: str, topics: Topics, tps: list[TopicPartition], consumers: dict) -> dict:
+    out: dict[str, dict[tuple[str, int], int]] = {}
+    for g, bases in GROUPS.items():
+        c = consumers.get(g)
+        if c is None:
+            c = consumers[g] = AIOKafkaConsumer(bootstrap_servers=bootstrap, group_id=topics.prefix + g,
+                                                enable_auto_commit=False, client_id="phaser-monitor")
+            await c.start()
+        offs = {}
+        for tp in tps:
+            base = topics.base(tp.topic)
+            if base in bases:
+                o = await c.committed(tp)
+                if o is not None and o >= 0:
+                    offs[(base, tp.partition)] = o
+        out[g] = offs
+    return out
+
+
+async def run_monitor(bootstrap: str, topics: Topics = Topics(), interval: float = 2.0, duration: float | None = None,
+                      once: bool = False, out=None, stop: asyncio.Event | None = None) -> Snapshot:
+    out = out or sys.stdout
+    stop = stop or asyncio.Event()
+    core = MonitorCore()
+    tps = []
+    for base in TOPICS:
+        n = await partition_count(bootstrap, topics.name(base))
+        tps += [(topics.name(base), p) for p in range(n)]
+    consumer = await start_consumer(bootstrap, tps, group_id=None, client_id="phaser-monitor")
+    group_consumers: dict = {}
+    tp_objs = [TopicPartition(t, p) for t, p in tps]
+    live = None
+    if not once and out.isatty():
+        from rich.live import Live
+
+        live = Live(refresh_per_second=2, transient=False)
+        live.start()
+    start = time.monotonic()
+    snap = None
+    try:
+        while not stop.is_set():
+            deadline = time.monotonic() + (0.0 if once else interval)
+            while True:  # read until the interval is over (or, with --once, until caught up)
+                batches = await consumer.getmany(timeout_ms=int(max(0.05, deadline - time.monotonic()) * 1000))
+                for tp, recs in batches.items():
+                    base = topics.base(tp.topic)
+                    for r in recs:
+                        core.on_record(base, r.partition, r.offset, r.timestamp / 1000.0, r.value)
+                if (once and not batches) or (not once and time.monotonic() >= deadline) or stop.is_set():
+                    break
+            snap = core.snapshot(time.time(), await _committed(bootstrap, topics, tp_objs, group_consumers))
+            if live is not None:
+                live.update(render_table(snap))
+            else:
+                print(render_plain(snap), file=out, flush=True)
+            if once or (duration is not None and time.monotonic() - start >= duration):
+                break
+    finally:
+        if live is not None:
+            live.stop()
+        await stop_consumer(consumer)
+        for c in group_consumers.values():
+            await stop_consumer(c)
+    return snap

@@ -1,0 +1,208 @@
+"""The router service: ``requests`` in, ``assignments`` (partition = instance) out.
+
+``RouterCore`` is the functional core (no I/O, time passed in): a FIFO router
+queue, the ``ClusterView`` shared with the simulator, a policy from
+``phaser.policies.make_policy`` and an output-length predictor. ``run_router``
+is the Kafka shell.
+
+Decisions:
+
+* A request becomes a ``phaser.types.Job`` (no oracle length) before the
+  predictor's output is attached and before any policy sees it.
+* **De-duplication**: a request id is routed once, even if ``requests``
+  delivers it twice (producer retry, router restart re-reading uncommitted
+  offsets). The set of seen ids is kept for the router's lifetime.
+* **WAIT**: the head of the queue stays at the head and the policy is asked
+  again every router tick (0.02 stack seconds, the paper's tick). Requests behind
+  it wait too (FCFS, as in the paper's router queue).
+* **Time**: decisions happen at the stack-clock ``now``; ``router_wait_s`` =
+  decision time − ``arrival_s``, so it includes the requests-topic hop.
+* The view is fed from the router's own assignments (never stale), from
+  ``completions`` and from ``instance-status``; completions of requests this
+  router never assigned (before a restart) are ignored by the view.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import math
+import sys
+from collections import deque
+from dataclasses import dataclass, field
+
+import protos
+from phaser.errors import PhaserError
+from phaser.types import Job
+from services.clock import StackClock
+from services.kafka import Publisher, Topics, commit, ensure_topics, fetch, make_producer, start_consumer, stop_consumer
+
+#: the paper's router tick (stack seconds): the shortest decode iteration
+ROUTER_TICK_S = 0.02
+#: wall seconds between offset commits: a commit waits for the producer's
+#: acknowledgements, so committing every loop would add a round trip per decision
+COMMIT_EVERY_S = 0.5
+
+
+@dataclass
+class RouterCore:
+    policy: object
+    view: object  # phaser.cluster.view.ClusterView
+    predictor: object  # phaser.predictor API: .predict(request) -> (expected tokens, bucket), optional .update
+    tick_s: float = ROUTER_TICK_S
+    queue: deque = field(default_factory=deque)  # of (Request, Job, offset in `requests` or -1)
+    seen: set[str] = field(default_factory=set)
+    duplicates: int = 0
+    routed: int = 0
+    _retry_at: float = -math.inf
+
+    def on_request(self, req: protos.Request, offset: int = -1) -> bool:
+        """Queue a request; False if its id was already seen (ignored)."""
+        if req.id in self.seen:
+            self.duplicates += 1
+            return False
+        self.seen.add(req.id)
+        tokens, bucket = self.predictor.predict(req)
+        self.queue.append((req, Job.from_request(req, tokens, bucket), offset))
+        return True
+
+    def on_completion(self, c: protos.Completion, t: float) -> None:
+        if 0 <= c.instance < len(self.view.instances):
+            self.view.on_complete(c.request_id, c.instance, t)
+        update = getattr(self.predictor, "update", None)
+        if update is not None:  # learn from finished requests (their true length is public now)
+            update(c.prompt_tokens, c.task, c.output_tokens)
+
+    def on_status(self, s: protos.InstanceStatus, t: float) -> None:
+        self.view.on_status(s, t)
+
+    def decide(self, now: float) -> list[protos.Assignment]:
+        """Route from the head of the queue until it is empty or the policy
+        waits; a waiting head is re-asked only from ``now + tick`` on."""
+        out: list[protos.Assignment] = []
+        if not self.queue or now < self._retry_at:
+            return out
+        self.view.advance_to(now)
+        n = len(self.view.instances)
+        while self.queue:
+            req, job, _ = self.queue[0]
+            self.view.router_queue_len = len(self.queue)
+            i = self.policy.decide(job, self.view)
+            if i is None:
+                self._retry_at = now + self.tick_s
+                break
+            if not (isinstance(i, int) and 0 <= i < n):
+                raise RuntimeError(f"policy {self.policy.name} returned instance {i!r} with {n} instances")
+            self.queue.popleft()
+            self.view.on_assign(job, i, now)
+            feats = getattr(self.policy, "last_features", None)
+            out.append(protos.Assignment(
+                request=req, instance=i, policy=self.policy.name, policy_version=int(self.policy.version),
+                decided_s=now, router_wait_s=max(0.0, now - req.arrival_s), predicted_tokens=job.predicted_tokens,
+                predicted_bucket=job.predicted_bucket, features=None if feats is None else [float(x) for x in feats],
+                action=i if feats is not None else -1,
+            ))
+            self.routed += 1
+        self.view.router_queue_len = len(self.queue)
+        return out
+
+    def next_wake(self) -> float:
+        return self._retry_at if self.queue else math.inf
+
+    def requests_commit(self, next_offset: int) -> int:
+        """Offset of ``requests`` safe to commit: the oldest still-queued request's,
+        else ``next_offset`` (everything read was routed)."""
+        if self.queue and self.queue[0][2] >= 0:
+            return self.queue[0][2]
+        return next_offset
+
+
+PREDICTORS = ("online", "mean")
+
+
+def make_predictor(spec: str):
+    """``online``: ``phaser.predictor.LengthPredictor`` starting empty and learning
+    from every completion the router sees; ``mean``: the global running mean
+    (baseline); anything else is a saved LengthPredictor JSON file (which then
+    keeps learning online too)."""
+    from phaser.predictor import LengthPredictor, MeanPredictor
+
+    if spec == "online":
+        return LengthPredictor()
+    if spec == "mean":
+        return MeanPredictor()
+    if not spec.endswith(".json"):
+        raise PhaserError(f"unknown predictor {spec!r}: use {', '.join(PREDICTORS)} or a saved predictor .json file")
+    return LengthPredictor.load(spec)
+
+
+def build_core(policy_name: str, n_instances: int, profiles: list[str], seed: int, predictor: str) -> RouterCore:
+    from phaser.cluster.view import ClusterView
+    from phaser.engine.profiles import get_profile
+    from phaser.policies import make_policy
+
+    if len(profiles) == 1:
+        profiles = profiles * n_instances
+    if len(profiles) != n_instances:
+        raise PhaserError(f"--profile lists {len(profiles)} profiles for {n_instances} instances; give one or one per instance")
+    view = ClusterView([get_profile(p) for p in profiles])
+    return RouterCore(make_policy(policy_name, n_instances, seed), view, make_predictor(predictor))
+
+
+async def run_router(bootstrap: str, core: RouterCore, clock: StackClock, topics: Topics = Topics(),
+                     stop: asyncio.Event | None = None) -> RouterCore:
+    """The Kafka loop; runs until ``stop`` is set."""
+    stop = stop or asyncio.Event()
+    n = len(core.view.instances)
+    await ensure_topics(bootstrap, n, topics)
+    producer = make_producer(bootstrap, client_id="phaser-router")
+    await producer.start()
+    pub = Publisher(producer, topics, source="router", clock_now=clock.now)
+    consumer = await start_consumer(
+        bootstrap, [(topics.name(t), 0) for t in ("requests", "completions", "instance-status")],
+        group_id=topics.prefix + "phaser-router", client_id="phaser-router")
+    req_topic = topics.name("requests")
+    seen: dict = {}
+    next_commit = clock.wall() + COMMIT_EVERY_S
+    try:
+        while not stop.is_set():
+            msgs, positions = await fetch(consumer, pub, min(clock.wall_until(core.next_wake()), COMMIT_EVERY_S))
+            now = clock.now()
+            for m in msgs:
+                if m.topic == "requests":
+                    core.on_request(m.msg, m.offset)
+                elif m.topic == "completions":
+                    core.on_completion(m.msg, now)
+                elif m.topic == "instance-status":
+                    core.on_status(m.msg, now)
+            for a in core.decide(now):
+                await pub.send("assignments", a, partition=a.instance, key=a.request.id.encode())
+            for tp, o in positions.items():
+                seen[tp] = o
+            if seen and clock.wall() >= next_commit:
+                await pub.flush()  # assignments acknowledged before their requests are committed
+                await commit(consumer, {tp: (core.requests_commit(o) if tp.topic == req_topic else o) for tp, o in seen.items()})
+                next_commit = clock.wall() + COMMIT_EVERY_S
+    finally:
+        await pub.flush()
+        if seen:
+            await commit(consumer, {tp: (core.requests_commit(o) if tp.topic == req_topic else o) for tp, o in seen.items()})
+        await stop_consumer(consumer)
+        await producer.stop()
+    return core
+
+
+def main(bootstrap: str, policy: str, n_instances: int, profiles: list[str], time_scale: float, seed: int,
+         predictor: str, topics: Topics) -> None:
+    from services.worker import install_stop_signals
+
+    core = build_core(policy, n_instances, profiles, seed, predictor)
+    clock = StackClock(time_scale)
+
+    async def _run():
+        stop = asyncio.Event()
+        install_stop_signals(stop)
+        await run_router(bootstrap, core, clock, topics, stop)
+
+    asyncio.run(_run())
+    print(f"router: {core.routed} routed, {len(core.queue)} queued at exit, {core.duplicates} duplicate ids ignored",
+          file=sys.stderr)

@@ -1,0 +1,219 @@
+"""The live GPU worker: many simulated instances in one process, driven by the
+stack clock, fed by their partitions of ``assignments``.
+
+``WorkerCore`` is the functional core (no I/O, time passed in): it owns one
+``phaser.engine.instance.Instance`` per hosted index — the very engine the
+simulator runs — and turns assignments into engine arrivals and finished
+``RequestRecord``s into ``Completion``s and heartbeats. ``run_worker`` is the
+Kafka shell around it.
+
+Decisions:
+
+* **Arrival time at the engine** = ``max(assignment.decided_s, horizon)`` where
+  ``horizon`` is how far that engine has already been advanced. The router
+  decided at ``decided_s``; the Kafka hop router→worker (a few wall ms, i.e.
+  ``time_scale`` × that in stack seconds) is an artefact of emulating GPUs
+  faster than real time, not a property of the modelled cluster, and the
+  simulator has no such hop. An engine is never rewound, so a late message
+  joins at the current horizon — that residue is the live-vs-simulator jitter
+  the fidelity test bounds.
+* Order on every wake: add what arrived, *then* ``advance(now)``, so no
+  iteration that should contain a newcomer runs without it.
+* **Duplicates**: an assignment for a request id this worker already holds or
+  finished is ignored (a request is served once even if delivered twice).
+* **Commits**: the committed offset of a partition is the offset of its oldest
+  unfinished assignment, so a restarted worker re-reads exactly the requests
+  that had not completed (the engine state died with the process).
+* **Heartbeats**: one ``InstanceStatus`` per instance every ``heartbeat_s``
+  stack seconds (default 0.5: at the default time scales this is tens of wall
+  ms, the polling period production routers use — see field-notes.md).
+"""
+
+from __future__ import annotations
+
+import asyncio
+import math
+import signal
+import sys
+from dataclasses import dataclass, field
+
+from aiokafka import TopicPartition
+
+import protos
+from phaser.errors import PhaserError
+from services.clock import StackClock
+from services.kafka import Publisher, Topics, commit, ensure_topics, fetch, make_producer, start_consumer, stop_consumer
+
+DEFAULT_HEARTBEAT_S = 0.5
+#: wall seconds between offset commits (a commit is a broker round trip)
+COMMIT_EVERY_S = 0.5
+
+
+@dataclass(slots=True)
+class _Meta:
+    """What a completion needs from its assignment."""
+
+    router_wait_s: float
+    policy: str
+    policy_version: int
+    partition: int
+    offset: int
+
+
+@dataclass
+class WorkerCore:
+    """Hosts engines; see the module docstring. ``engines``: index -> Instance."""
+
+    engines: dict[int, object]
+    heartbeat_s: float = DEFAULT_HEARTBEAT_S
+    horizon: dict[int, float] = field(default_factory=dict)
+    _meta: dict[str, _Meta] = field(default_factory=dict)
+    _done_ids: set[str] = field(default_factory=set)
+    _outstanding: dict[int, dict[int, str]] = field(default_factory=dict)  # partition -> offset -> id (insertion = offset order)
+    _next_heartbeat: float = -math.inf
+    completed: int = 0
+    duplicates: int = 0
+    misrouted: int = 0
+
+    def __post_init__(self) -> None:
+        if not self.engines:
+            raise PhaserError("a worker needs at least one instance")
+        if not self.heartbeat_s > 0:
+            raise PhaserError(f"--heartbeat-s must be > 0, got {self.heartbeat_s}")
+        self._completed_by: dict[int, int] = {i: 0 for i in self.engines}
+
+    def on_assignment(self, a: protos.Assignment, partition: int = -1, offset: int = -1) -> bool:
+        """Hand an assignment to its engine. Returns False if it was ignored
+        (duplicate request id, or an instance this worker does not host)."""
+        eng = self.engines.get(a.instance)
+        if eng is None:
+            self.misrouted += 1
+            return False
+        rid = a.request.id
+        if rid in self._meta or rid in self._done_ids:
+            self.duplicates += 1
+            return False
+        t = max(a.decided_s, self.horizon.get(a.instance, -math.inf))
+        eng.add(a.request, t)
+        self._meta[rid] = _Meta(a.router_wait_s, a.policy, a.policy_version, partition, offset)
+        if offset >= 0:
+            self._outstanding.setdefault(partition, {})[offset] = rid
+        return True
+
+    def step(self, now: float) -> tuple[list[protos.Completion], list[protos.InstanceStatus]]:
+        """Advance every engine to ``now``; return finished requests and, if a
+        heartbeat is due, one status per instance."""
+        out: list[protos.Completion] = []
+        for i, eng in self.engines.items():
+            if now > self.horizon.get(i, -math.inf):
+                for rec in eng.advance(now):
+                    m = self._meta.pop(rec.id)
+                    self._done_ids.add(rec.id)
+                    if m.offset >= 0:
+                        self._outstanding[m.partition].pop(m.offset, None)
+                    self._completed_by[i] += 1
+                    self.completed += 1
+                    out.append(rec.to_completion(router_wait_s=m.router_wait_s, policy=m.policy,
+                                                 policy_version=m.policy_version))
+                self.horizon[i] = now
+        statuses: list[protos.InstanceStatus] = []
+        if now >= self._next_heartbeat:
+            for i, eng in self.engines.items():
+                s = eng.status(now)
+                statuses.append(s.model_copy(update={"completed": self._completed_by[i]}))
+            self._next_heartbeat = now + self.heartbeat_s
+        return out, statuses
+
+    def next_wake(self) -> float:
+        """Stack time of the next thing that needs this worker without a new message."""
+        t = min((e.next_event_time() for e in self.engines.values()), default=math.inf)
+        return min(t, self._next_heartbeat)
+
+    def commit_positions(self, seen: dict[int, int]) -> dict[int, int]:
+        """Per partition: offset to commit = oldest unfinished assignment, else
+        the next offset after the last one seen (``seen``: partition -> next offset)."""
+        out = {}
+        for p, nxt in seen.items():
+            pending = self._outstanding.get(p)
+            out[p] = next(iter(pending)) if pending else nxt
+        return out
+
+    @property
+    def in_flight(self) -> int:
+        return len(self._meta)
+
+
+def build_engines(instances: list[int], profile: str, chunked_prefill: bool,
+                  max_num_batched_tokens: int | None = None, max_num_seqs: int | None = None) -> dict[int, object]:
+    from phaser.engine.instance import Instance
+    from phaser.engine.profiles import get_profile
+
+    prof = get_profile(profile)
+    return {i: Instance(i, prof, chunked_prefill=chunked_prefill, max_num_batched_tokens=max_num_batched_tokens,
+                        max_num_seqs=max_num_seqs) for i in instances}
+
+
+def install_stop_signals(stop: asyncio.Event) -> None:
+    """SIGTERM/SIGINT set ``stop`` so the service flushes and exits cleanly."""
+    loop = asyncio.get_running_loop()
+    for sig in (signal.SIGTERM, signal.SIGINT):
+        try:
+            loop.add_signal_handler(sig, stop.set)
+        except (NotImplementedError, RuntimeError):  # pragma: no cover - non-main thread
+            pass
+
+
+async def run_worker(bootstrap: str, core: WorkerCore, clock: StackClock, topics: Topics = Topics(),
+                     stop: asyncio.Event | None = None, n_partitions: int | None = None) -> WorkerCore:
+    """The Kafka loop: read this worker's partitions of ``assignments``, drive the
+    engines, publish completions and heartbeats, until ``stop`` is set."""
+    stop = stop or asyncio.Event()
+    instances = sorted(core.engines)
+    await ensure_topics(bootstrap, n_partitions or (max(instances) + 1), topics)
+    producer = make_producer(bootstrap, client_id="phaser-worker")
+    await producer.start()
+    pub = Publisher(producer, topics, source=f"worker[{instances[0]}-{instances[-1]}]", clock_now=clock.now)
+    name = topics.name("assignments")
+    consumer = await start_consumer(bootstrap, [(name, i) for i in instances], group_id=topics.prefix + "phaser-worker",
+                                    client_id="phaser-worker")
+    seen: dict[int, int] = {}
+    next_commit = clock.wall() + COMMIT_EVERY_S
+    try:
+        while not stop.is_set():
+            wait = min(clock.wall_until(core.next_wake()), COMMIT_EVERY_S)
+            msgs, positions = await fetch(consumer, pub, wait)
+            now = clock.now()
+            for m in msgs:
+                core.on_assignment(m.msg, m.partition, m.offset)
+            for tp, nxt in positions.items():
+                seen[tp.partition] = nxt
+            completions, statuses = core.step(now)
+            for c in completions:
+                await pub.send("completions", c, key=c.request_id.encode())
+            for s in statuses:
+                await pub.send("instance-status", s)
+            if seen and clock.wall() >= next_commit:
+                await commit(consumer, {TopicPartition(name, p): o for p, o in core.commit_positions(seen).items()})
+                next_commit = clock.wall() + COMMIT_EVERY_S
+    finally:
+        await pub.flush()
+        if seen:
+            await commit(consumer, {TopicPartition(name, p): o for p, o in core.commit_positions(seen).items()})
+        await stop_consumer(consumer)
+        await producer.stop()
+    return core
+
+
+def main(bootstrap: str, instances: list[int], profile: str, time_scale: float, chunked_prefill: bool,
+         heartbeat_s: float, topics: Topics, n_partitions: int | None = None) -> None:
+    core = WorkerCore(build_engines(instances, profile, chunked_prefill), heartbeat_s=heartbeat_s)
+    clock = StackClock(time_scale)
+
+    async def _run():
+        stop = asyncio.Event()
+        install_stop_signals(stop)
+        await run_worker(bootstrap, core, clock, topics, stop, n_partitions)
+
+    asyncio.run(_run())
+    print(f"worker {instances[0]}-{instances[-1]}: {core.completed} completed, {core.in_flight} in flight at exit, "
+          f"{core.duplicates} duplicate assignments ignored", file=sys.stderr)
