@@ -1,0 +1,248 @@
+"""Named workloads and the one entry point: ``load_workload(spec, n=, rate=, duration_s=, seed=)``.
+
+A spec is a workload name or a file path, optionally followed by options and
+joined with others into a mix::
+
+    paper-mix                          # the paper's five-task mix, Poisson at 20 req/s
+    paper-mix?cv=3                     # same lengths, Gamma arrivals with CV 3 (bursty)
+    sharegpt?amp=0.5&period=60         # sinusoidal rate: mean*(1 + 0.5 sin(2 pi t / 60 s))
+    arxiv-summarization?steps=30x10/30x40   # piecewise: 30 s at 10 req/s, 30 s at 40, repeating
+    azure-conv?speed=2                 # replay the trace twice as fast
+    traces/my.csv                      # Azure / BurstGPT / Mooncake / phaser CSV-JSONL / length-stats file
+    paper-mix@0.8+azure-code@0.2       # mix by share of requests (superposed streams)
+
+Named workloads:
+* ``paper-mix`` — synthetic (``synthetic/paper_mix.py``).
+* ``azure-conv``, ``azure-code`` — the vendored Azure 2023 traces, replayed.
+* ``sharegpt``, ``arxiv-summarization`` — (prompt, decode) pairs drawn from the
+  vendored length files, with synthetic arrivals.
+
+Option semantics (decisions where the issue is silent):
+* Synthetic sources (paper-mix, length files): ``rate`` defaults to the
+  paper's 20 req/s; ``n`` to the paper's 2,000 requests per episode unless
+  ``duration_s`` is given, then the process runs for that long.
+* Trace replays: the trace is cut to its first ``n`` requests, then (if
+  ``rate`` is given) retimed to that mean rate keeping its burst shape, then
+  cut to ``duration_s`` seconds of (retimed) time. ``seed`` does not change a
+  replay (it has no randomness); arrival options (cv/amp/steps) are refused.
+* A mix gives each part ``rate * share`` (default rate 20 req/s) over the same
+  window (``duration_s``, or ``n / rate`` seconds), superposes them and keeps
+  the first ``n``. Shares are normalized. Part ``i`` uses seed ``seed + i``.
+* Workloads always start at ``arrival_s`` >= 0 and ids are ``{name}-{i}``
+  (``mix-{i}`` for mixes), unique within the workload.
+"""
+
+from __future__ import annotations
+
+import logging
+import math
+from functools import lru_cache
+from pathlib import Path
+from urllib.parse import parse_qsl
+
+import numpy as np
+
+from load_generator import transforms
+from load_generator.readers.detect import read_file, sniff
+from load_generator.synthetic import arrivals as arr
+from load_generator.synthetic.lengths import EmpiricalLengths, LengthFile, read_length_file
+from load_generator.synthetic.paper_mix import PAPER_RATE, PAPER_REQUESTS, paper_mix
+from load_generator.trace import Trace, make_request, sort_and_number
+from phaser.errors import PhaserError
+
+log = logging.getLogger(__name__)
+
+DATA_DIR = Path(__file__).resolve().parent / "data"
+
+TRACE_FILES = {
+    "azure-conv": "AzureLLMInferenceTrace_conv.csv",
+    "azure-code": "AzureLLMInferenceTrace_code.csv",
+}
+LENGTH_FILES = {
+    "sharegpt": "sarathi_sharegpt_8k_filtered_stats_llama2_tokenizer.csv",
+    "arxiv-summarization": "vidur_arxiv_summarization_stats_llama2_tokenizer_filtered_v2.csv",
+}
+NAMES = ("paper-mix", *TRACE_FILES, *LENGTH_FILES)
+ARRIVAL_OPTIONS = {"cv", "amp", "period", "steps"}
+OPTIONS = ARRIVAL_OPTIONS | {"speed"}
+
+
+@lru_cache(maxsize=8)
+def _trace_cached(path: str, name: str) -> Trace:
+    return read_file(path, name=name)
+
+
+@lru_cache(maxsize=8)
+def _lengths_cached(path: str) -> LengthFile:
+    return read_length_file(path)
+
+
+def _positive(opts: dict, key: str) -> float | None:
+    if key not in opts:
+        return None
+    try:
+        x = float(opts[key])
+    except ValueError:
+        x = math.nan
+    if not (x > 0 and math.isfinite(x)):
+        raise PhaserError(f"workload option {key}= must be a positive number, got {opts[key]!r}")
+    return x
+
+
+def _arrival_times(n: int | None, rate: float, duration_s: float | None, opts: dict,
+                   rng: np.random.Generator) -> np.ndarray:
+    """Arrival times for a synthetic source: ``n`` of them, or as many as fit in ``duration_s``."""
+    cv, amp, period = _positive(opts, "cv"), opts.get("amp"), _positive(opts, "period")
+    steps = opts.get("steps")
+    if sum(x is not None for x in (cv, amp, steps)) > 1:
+        raise PhaserError("choose one arrival shape: cv=, amp=/period= or steps=")
+    if amp is not None:
+        try:
+            a = float(amp)
+        except ValueError:
+            raise PhaserError(f"workload option amp= must be a number in [0, 1], got {amp!r}") from None
+        fn, rmax = arr.sinusoidal_rate(rate, a, period or 60.0)
+        gen = lambda k: arr.varying(k, fn, rmax, rng)  # noqa: E731
+        mean = rate
+    elif steps is not None:
+        try:
+            segs = [(float(d), float(r)) for d, r in (s.split("x") for s in steps.split("/"))]
+        except ValueError:
+            raise PhaserError(f"workload option steps= must look like 30x10/30x40 (seconds x rate), got {steps!r}") from None
+        fn, rmax = arr.piecewise_rate(segs)
+        gen = lambda k: arr.varying(k, fn, rmax, rng)  # noqa: E731
+        mean = sum(d * r for d, r in segs) / sum(d for d, _ in segs)
+    elif cv is not None:
+        gen = lambda k: arr.gamma(k, rate, cv, rng)  # noqa: E731
+        mean = rate
+    else:
+        gen = lambda k: arr.poisson(k, rate, rng)  # noqa: E731
+        mean = rate
+    if n is not None:
+        times = gen(n)
+        return times if duration_s is None else times[times <= duration_s]
+    # duration only: draw generously, cut at the duration (extend if the draw fell short)
+    k = int(mean * duration_s * 1.3) + 100
+    times = gen(k)
+    while times[-1] <= duration_s:
+        k *= 2
+        times = gen(k)
+    return times[times <= duration_s]
+
+
+def _from_lengths(lf: LengthFile, name: str, n, rate, duration_s, seed, opts) -> Trace:
+    rng = np.random.default_rng(seed)
+    times = _arrival_times(n, rate, duration_s, opts, rng)
+    prompt, output = EmpiricalLengths(lf).sample(len(times), rng)
+    width = max(1, len(str(len(times) - 1)))
+    reqs = [make_request(f"{name}-{i:0{width}d}", float(times[i]), int(prompt[i]), int(output[i]), task=name)
+            for i in range(len(times))]
+    return Trace(reqs, name=name, skipped={"0 prefill or decode tokens": lf.skipped} if lf.skipped else {})
+
+
+def _replay(trace: Trace, n, rate, duration_s, opts) -> Trace:
+    bad = ARRIVAL_OPTIONS & set(opts)
+    if bad:
+        raise PhaserError(f"option(s) {', '.join(sorted(bad))} shape synthetic arrivals; {trace.name} is a replayed trace "
+                          "(use rate= to retime it or speed= to replay it faster)")
+    reqs = transforms.truncate(trace.requests, n=n)
+    if "speed" in opts:
+        reqs = transforms.speedup(reqs, _positive(opts, "speed"))
+    if rate is not None:
+        reqs = transforms.retime(reqs, rate)
+    reqs = transforms.truncate(reqs, duration_s=duration_s)
+    return Trace(reqs, name=trace.name, skipped=dict(trace.skipped))
+
+
+def _split_options(spec: str) -> tuple[str, dict[str, str]]:
+    base, q, query = spec.partition("?")
+    if not q:
+        return spec, {}
+    opts = dict(parse_qsl(query, keep_blank_values=True, strict_parsing=False))
+    unknown = set(opts) - OPTIONS
+    if unknown or not opts:
+        raise PhaserError(f"unknown workload option(s) {', '.join(sorted(unknown)) or query!r} in {spec!r}; "
+                          f"known: {', '.join(sorted(OPTIONS))}")
+    return base, opts
+
+
+def _single(spec: str, n, rate, duration_s, seed) -> Trace:
+    base, opts = _split_options(spec.strip())
+    syn_rate = PAPER_RATE if rate is None else rate
+    syn_n = PAPER_REQUESTS if (n is None and duration_s is None) else n
+    if base == "paper-mix":
+        rng = np.random.default_rng([seed, 1])  # arrival stream independent of the length draws
+        times = _arrival_times(syn_n, syn_rate, duration_s, opts, rng)
+        return paper_mix(len(times), times, seed=seed)
+    if base in LENGTH_FILES:
+        return _from_lengths(_lengths_cached(str(DATA_DIR / LENGTH_FILES[base])), base, syn_n, syn_rate,
+                             duration_s, seed, opts)
+    if base in TRACE_FILES:
+        return _replay(_trace_cached(str(DATA_DIR / TRACE_FILES[base]), base), n, rate, duration_s, opts)
+    path = Path(base).expanduser()
+    if not path.exists():
+        raise PhaserError(f"unknown workload {base!r}: use one of {', '.join(NAMES)} or the path of a trace file")
+    resolved = str(path.resolve())
+    if sniff(path) == "lengths":
+        return _from_lengths(read_length_file(path), path.stem, syn_n, syn_rate, duration_s, seed, opts)
+    # user files are re-read on every call (they may change between runs): no cache
+    return _replay(read_file(resolved, name=path.stem), n, rate, duration_s, opts)
+
+
+def _parse_mix(spec: str) -> list[tuple[str, float]]:
+    parts = []
+    for item in spec.split("+"):
+        base, at, share = item.strip().rpartition("@")
+        if not at:
+            raise PhaserError(f"in a mix every part needs a share, e.g. paper-mix@0.7+azure-code@0.3; got {item!r}")
+        try:
+            s = float(share)
+        except ValueError:
+            s = math.nan
+        if not (s > 0 and math.isfinite(s)):
+            raise PhaserError(f"share of {base!r} in the mix must be a positive number, got {share!r}")
+        parts.append((base, s))
+    return parts
+
+
+def resolve(spec: str, *, n: int | None = None, rate: float | None = None, duration_s: float | None = None,
+            seed: int = 0) -> Trace:
+    """Like ``load_workload`` but returns the ``Trace`` (with skipped-row counts)."""
+    if not isinstance(spec, str) or not spec.strip():
+        raise PhaserError("workload spec is empty: give a name (" + ", ".join(NAMES) + ") or a file path")
+    if n is not None and n < 1:
+        raise PhaserError(f"request count must be >= 1, got {n}")
+    if rate is not None and not (rate > 0 and math.isfinite(rate)):
+        raise PhaserError(f"rate must be a positive number of requests per second, got {rate}")
+    if duration_s is not None and not (duration_s > 0 and math.isfinite(duration_s)):
+        raise PhaserError(f"duration must be a positive number of seconds, got {duration_s}")
+    if "+" in spec or ("@" in spec and not Path(spec).exists()):
+        parts = _parse_mix(spec)
+        total = sum(s for _, s in parts)
+        mix_rate = PAPER_RATE if rate is None else rate
+        window = duration_s if duration_s is not None else (n or PAPER_REQUESTS) / mix_rate
+        streams, skipped = [], {}
+        for i, (base, share) in enumerate(parts):
+            t = _single(base, None, mix_rate * share / total, window, seed + i)
+            streams.append([r.model_copy(update={"id": f"m{i}-{r.id}"}) for r in t.requests])
+            for k, v in t.skipped.items():
+                skipped[f"{t.name}: {k}"] = v
+        merged = transforms.truncate(transforms.merge(streams), n=n)
+        out = Trace(sort_and_number(merged, "mix"), name="mix", skipped=skipped)
+    else:
+        out = _single(spec, n, rate, duration_s, seed)
+    if not out.requests:
+        raise PhaserError(f"workload {spec!r} is empty with these options")
+    for reason, count in out.skipped.items():
+        log.info("workload %s: skipped %d rows (%s)", out.name, count, reason)
+    return out
+
+
+def load_workload(spec: str, *, n: int | None = None, rate: float | None = None, duration_s: float | None = None,
+                  seed: int = 0):
+    """The workload named (or stored at) ``spec`` as ``protos.Request``s sorted by arrival, ids unique.
+
+    Raises ``PhaserError`` (one line) for an unknown name, a bad option, or an
+    unreadable/malformed file (naming file and line).
+    """
+    return resolve(spec, n=n, rate=rate, duration_s=duration_s, seed=seed).requests

@@ -1,0 +1,1 @@
+"""Synthetic workload parts: arrival processes, length distributions, the paper's task mix."""
