@@ -1,5 +1,5 @@
 """Output-length predictor (see ``length``)."""
 
-from phaser.predictor.length import LengthPredictor, MeanPredictor, evaluate, features_of
+from phaser.predictor.length import CrossFitted, LengthPredictor, MeanPredictor, evaluate, features_of
 
-__all__ = ["LengthPredictor", "MeanPredictor", "evaluate", "features_of"]
+__all__ = ["CrossFitted", "LengthPredictor", "MeanPredictor", "evaluate", "features_of"]

@@ -81,3 +81,22 @@ def test_save_load_round_trip_and_errors(tmp_path, split):
     (tmp_path / "bad.json").write_text("{nope")
     with pytest.raises(PhaserError):
         LengthPredictor.load(tmp_path / "bad.json")
+
+
+def test_cross_fitted_never_uses_a_requests_own_length():
+    from protos.messages import Request
+
+    # one unique task per request pair: if a request's own length leaked in,
+    # its prediction would move towards it.
+    reqs = [Request(id=f"r{i}", arrival_s=0.0, prompt_tokens=10, task=f"t{i // 2}", output_tokens=10 if i % 2 else 3000)
+            for i in range(40)]
+    from phaser.predictor import CrossFitted
+
+    cf = CrossFitted(reqs, folds=2)
+    for i, r in enumerate(reqs):
+        sibling = reqs[i ^ 1]
+        own_fold_model = cf.models[i % 2]
+        assert cf.predict(r) == own_fold_model.predict(r)
+        # the model predicting r was fitted on its sibling, never on r
+        tokens, _ = cf.predict(r)
+        assert abs(tokens - sibling.output_tokens) < abs(tokens - r.output_tokens)

@@ -1,0 +1,65 @@
+"""Built-in benchmark scenarios (issue 5) and ad-hoc ones from flags.
+
+| name | cluster | workload | rate | requests |
+|---|---|---|---|---|
+| paper-v100 | 4 x v100-llama2-7b | paper-mix | 20 req/s | 2,000 |
+| paper-a100 | 4 x a100-llama3-8b | paper-mix | 80 req/s | 2,000 |
+| paper-a100-chunked | same, chunked prefill, 1,024 max batched tokens | | | |
+| paper-8x | 8 x v100-llama2-7b | paper-mix | 40 req/s | 4,000 |
+| azure-conv | 8 x a100-llama3-8b | Azure conversation trace hour | trace timing | 19,366 |
+| azure-code | 8 x a100-llama3-8b | Azure coding trace hour | trace timing | 8,819 |
+
+Rates and sizes are the paper's (Jain et al., arXiv 2408.13510) and the Azure
+trace's own (Patel et al., ISCA 2024). ``rate=None`` keeps the trace's timing;
+a rate given for a trace retimes it to that mean rate (capacity search does).
+"""
+
+from __future__ import annotations
+
+from dataclasses import asdict, dataclass, replace
+
+from phaser.errors import PhaserError
+
+
+@dataclass(frozen=True)
+class Scenario:
+    name: str
+    workload: str
+    instances: int
+    profile: str
+    rate: float | None
+    n_requests: int | None
+    chunked_prefill: bool = False
+    max_num_batched_tokens: int | None = None
+
+    def with_(self, **kw) -> "Scenario":
+        return replace(self, **{k: v for k, v in kw.items() if v is not None})
+
+    def as_dict(self) -> dict:
+        return asdict(self)
+
+
+SCENARIOS: dict[str, Scenario] = {s.name: s for s in [
+    Scenario("paper-v100", "paper-mix", 4, "v100-llama2-7b", 20.0, 2000),
+    Scenario("paper-a100", "paper-mix", 4, "a100-llama3-8b", 80.0, 2000),
+    Scenario("paper-a100-chunked", "paper-mix", 4, "a100-llama3-8b", 80.0, 2000,
+             chunked_prefill=True, max_num_batched_tokens=1024),
+    Scenario("paper-8x", "paper-mix", 8, "v100-llama2-7b", 40.0, 4000),
+    Scenario("azure-conv", "azure-conv", 8, "a100-llama3-8b", None, None),
+    Scenario("azure-code", "azure-code", 8, "a100-llama3-8b", None, None),
+]}
+
+
+def get_scenario(name: str) -> Scenario:
+    try:
+        return SCENARIOS[name]
+    except KeyError:
+        raise PhaserError(f"unknown scenario {name!r}; known: {', '.join(SCENARIOS)}") from None
+
+
+def custom_scenario(workload: str, instances: int, profile: str, rate: float | None, n_requests: int | None,
+                    chunked_prefill: bool = False, max_num_batched_tokens: int | None = None) -> Scenario:
+    if instances < 1:
+        raise PhaserError(f"--instances must be >= 1, got {instances}")
+    return Scenario(f"custom:{workload}", workload, instances, profile, rate, n_requests,
+                    chunked_prefill, max_num_batched_tokens)
