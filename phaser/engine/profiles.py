@@ -1,0 +1,187 @@
+"""Latency profiles: what one GPU serving one model costs per iteration.
+
+One forward pass (an *iteration* of continuous batching) over ``n_tokens`` tokens
+(1 per decoding request + every prefill chunk's tokens) takes::
+
+    iteration_time = max(floor_s, a_s + b_s * n_tokens)      # token-wise ops
+                     + c_s * prefill_attn_work                 # prefill attention
+                     + d_s * decode_kv_tokens                  # decode attention
+
+* ``max(floor_s, a_s + b_s·n)`` — the token-wise ("linear") operators: QKV/out
+  projections, MLP, norms, RoPE. Below the knee an iteration is bound by
+  streaming the weights (the floor); above it by matmul FLOPs (linear in
+  tokens). ``floor_s, a_s, b_s`` are FITTED to measured operator profiles
+  (``calibration/linear_ops_tp1.csv``, see ``calibration/SOURCES.md``) by
+  minimising MAPE; ``tests/engine/test_profiles.py`` checks MAPE ≤ 10 %.
+* ``c_s`` — prefill (causal) attention is compute bound:
+  FLOPs ≈ 4 · layers · d_model · Σ chunk_len · (context_before + chunk_len/2)
+  (QKᵀ and AV, 2 FLOPs per multiply-add each), i.e. ≈ 2·layers·d_model·tokens²
+  for a whole prompt (``/work/shared/data/SOURCES.md``). So
+  ``c_s = 4·layers·d_model / (peak_flops · ATTN_FLOP_EFFICIENCY)``.
+* ``d_s`` — a decode step reads every decoding request's KV cache once:
+  ``d_s = kv_bytes_per_token / (mem_bandwidth · KV_READ_EFFICIENCY)``.
+
+Roofline facts (SOURCES.md): A100-80GB 312 TFLOP/s BF16 dense, 2.039 TB/s;
+H100-SXM 989 TFLOP/s, 3.35 TB/s; V100 125 TFLOP/s FP16 tensor, 0.9 TB/s.
+KV bytes per token (BF16/FP16, all layers): Llama-2-7B 2·32·4096·2 = 512 KiB;
+Llama-3-8B (GQA, 8 KV heads of 128) 2·32·1024·2 = 128 KiB.
+
+V100 + Llama-2-7B has no operator table: it follows the paper's own profiling
+(Jain et al., arXiv 2408.13510; ``/work/shared/docs/paper-notes.md``): prefill ≈
+3.2e-4 s per prompt token, a decode iteration ≈ 34–37 ms over 2–6 k KV tokens.
+Hence ``d_s = 3 ms / 4,000 tokens = 7.5e-7 s`` (the roofline gives 5.8e-7 at full
+bandwidth, i.e. the paper's numbers imply ≈ 78 % of the 0.9 TB/s), ``floor_s =
+34 ms − 2,000·d_s = 32.5 ms`` (the measured small-batch decode iteration, far above
+the 15 ms weight-streaming roofline: vLLM on V100 has no FlashAttention and
+large per-step overheads), ``a_s = 0`` and ``b_s = 3.2e-4`` s/token (the paper's
+linear prefill profile; prompts there are ≤ 1,000 tokens, where the quadratic
+term adds < 2 %).
+
+Memory: a profile's KV cache holds ``(gpu_mem · gpu_mem_util − weight_bytes)``
+bytes in blocks of ``block_tokens`` tokens (vLLM; activation workspace is not
+subtracted — a few hundred MB, < 1 % of the cache on 80 GB parts). A100 and
+H100 are the 80 GB parts (the roofline numbers above are theirs). V100 is the
+**32 GB** SXM2 part: the paper's Microsoft setup (Azure NDv2 class machines)
+and the only V100 where Llama-2-7B leaves a usable cache (16 GB × 0.9 −
+13.5 GB ≈ 0.9 GB ≈ 1,700 tokens would not even hold a batch of the paper's
+workload); with 32 GB it holds ≈ 29 k tokens.
+
+Scheduler limits (vLLM defaults): ``max_num_seqs`` = 256; ``max_num_batched_tokens``
+= the model's context length (vLLM V0 uses max(max_model_len, 2048) when chunked
+prefill is off): 4,096 for Llama-2, 8,192 for Llama-3-8B.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+from phaser.errors import PhaserError
+
+GiB = 1 << 30
+
+#: Fraction of peak tensor FLOP/s that prefill attention kernels achieve.
+#: FlashAttention-2 reports 50–73 % of peak forward on A100 (Dao, 2023); we
+#: take the low end since chunks are short and causal.
+ATTN_FLOP_EFFICIENCY = 0.5
+#: Fraction of peak HBM bandwidth that paged decode attention achieves when
+#: reading KV blocks (PagedAttention/FlashDecoding kernels reach ~60–80 %;
+#: scattered 16-token blocks keep it at the low end).
+KV_READ_EFFICIENCY = 0.6
+
+# Hardware roofline facts (/work/shared/data/SOURCES.md).
+_PEAK_FLOPS = {"a100": 312e12, "h100": 989e12, "v100": 125e12}
+_MEM_BW = {"a100": 2.039e12, "h100": 3.35e12, "v100": 0.9e12}
+_GPU_MEM = {"a100": 80 * GiB, "h100": 80 * GiB, "v100": 32 * GiB}
+
+# Model facts: (layers, d_model, params, kv_bytes_per_token, max_model_len).
+# Params from the model cards: Llama-2-7B 6.74 B, Llama-3-8B 8.03 B; FP16/BF16 weights.
+_MODELS = {
+    "llama2-7b": (32, 4096, 6.74e9, 2 * 32 * 4096 * 2, 4096),
+    "llama3-8b": (32, 4096, 8.03e9, 2 * 32 * 8 * 128 * 2, 8192),
+}
+
+# Fitted token-wise coefficients (ms): floor, a, b per token. Fit = minimum-MAPE
+# max(floor, a + b·n) over every row of calibration/linear_ops_tp1.csv for the
+# profile (MAPE of the fit in the comment; see calibration/SOURCES.md).
+_LINEAR_MS = {
+    "a100-llama2-7b": (9.536, 3.921, 0.06310),  # Vidur A100 TP1, n = 1..4096, MAPE 3.8 %
+    "h100-llama2-7b": (5.792, 4.119, 0.01948),  # Vidur H100 TP1, n = 1..4096, MAPE 4.4 %
+    "a100-llama3-8b": (10.464, 5.838, 0.06632),  # Vidur A100 TP1, n = 1..32768, MAPE 2.6 %
+    "h100-llama3-8b": (9.170, 4.796, 0.02366),  # LLMServingSim H100 TP1 Llama-3.1-8B, n = 1..2048, MAPE 2.9 %
+}
+
+
+@dataclass(frozen=True, slots=True)
+class LatencyProfile:
+    """One GPU type serving one model (TP=1). Times in seconds."""
+
+    name: str
+    gpu: str
+    model: str
+    gpu_mem_bytes: int
+    weight_bytes: int
+    kv_bytes_per_token: int
+    floor_s: float
+    a_s: float
+    b_s: float
+    c_s: float
+    d_s: float
+    max_num_batched_tokens: int
+    gpu_mem_util: float = 0.9
+    block_tokens: int = 16
+    max_num_seqs: int = 256
+    source: str = ""
+
+    def iteration_time(self, n_tokens: int, prefill_attn_work: float, decode_kv_tokens: float) -> float:
+        """Duration of one iteration: see the module docstring."""
+        lin = self.a_s + self.b_s * n_tokens
+        if lin < self.floor_s:
+            lin = self.floor_s
+        return lin + self.c_s * prefill_attn_work + self.d_s * decode_kv_tokens
+
+    def prefill_time(self, prompt_tokens: int) -> float:
+        """One request's whole prompt prefilled alone in one iteration."""
+        return self.iteration_time(prompt_tokens, prompt_tokens * prompt_tokens / 2.0, 0)
+
+    def decode_step_time(self, batch: int, kv_tokens: float) -> float:
+        """One decode-only iteration of ``batch`` requests reading ``kv_tokens`` KV tokens."""
+        return self.iteration_time(batch, 0.0, kv_tokens)
+
+    @property
+    def kv_blocks_total(self) -> int:
+        free = self.gpu_mem_bytes * self.gpu_mem_util - self.weight_bytes
+        return max(0, int(free // (self.kv_bytes_per_token * self.block_tokens)))
+
+    @property
+    def kv_capacity_tokens(self) -> int:
+        return self.kv_blocks_total * self.block_tokens
+
+
+def _profile(gpu: str, model: str, linear_ms: tuple[float, float, float] | None = None,
+             d_s: float | None = None, source: str = "") -> LatencyProfile:
+    name = f"{gpu}-{model}"
+    layers, d_model, params, kv_bytes, max_len = _MODELS[model]
+    floor_ms, a_ms, b_ms = linear_ms if linear_ms is not None else _LINEAR_MS[name]
+    c_s = 4.0 * layers * d_model / (_PEAK_FLOPS[gpu] * ATTN_FLOP_EFFICIENCY)
+    if d_s is None:
+        d_s = kv_bytes / (_MEM_BW[gpu] * KV_READ_EFFICIENCY)
+    return LatencyProfile(
+        name=name, gpu=gpu, model=model, gpu_mem_bytes=_GPU_MEM[gpu], weight_bytes=int(params * 2),
+        kv_bytes_per_token=kv_bytes, floor_s=floor_ms / 1e3, a_s=a_ms / 1e3, b_s=b_ms / 1e3,
+        c_s=c_s, d_s=d_s, max_num_batched_tokens=max_len, source=source,
+    )
+
+
+#: V100 decode attention from the paper: 34 → 37 ms as the batch's KV grows 2 k → 6 k tokens.
+_V100_D_S = 3e-3 / 4000.0
+#: V100 floor: a small decode batch ≈ 34 ms at ≈ 2 k KV tokens, minus that KV's read time.
+_V100_FLOOR_MS = 34.0 - 2000 * _V100_D_S * 1e3
+
+PROFILES: dict[str, LatencyProfile] = {
+    p.name: p
+    for p in (
+        _profile("v100", "llama2-7b", linear_ms=(_V100_FLOOR_MS, 0.0, 0.32), d_s=_V100_D_S,
+                 source="paper profiling (Jain et al. 2408.13510): 3.2e-4 s/prompt token, 34-37 ms decode"),
+        _profile("a100", "llama2-7b", source="Vidur a100_llama2_7b_mlp (TP1) + roofline attention"),
+        _profile("h100", "llama2-7b", source="Vidur h100_llama2_7b_mlp (TP1) + roofline attention"),
+        _profile("a100", "llama3-8b", source="Vidur a100_llama3_8b_mlp (TP1) + roofline attention"),
+        _profile("h100", "llama3-8b", source="LLMServingSim H100 Llama-3.1-8B TP1 + roofline attention"),
+    )
+}
+
+
+def get_profile(name: str) -> LatencyProfile:
+    """The named profile; ``PhaserError`` listing the known names otherwise."""
+    try:
+        return PROFILES[name]
+    except KeyError:
+        raise PhaserError(f"unknown profile {name!r}; known: {', '.join(sorted(PROFILES))}") from None
+
+
+def blocks_for(tokens: int, block_tokens: int = 16) -> int:
+    """KV blocks needed to hold ``tokens`` tokens."""
+    return -(-tokens // block_tokens) if tokens > 0 else 0
+
+
+__all__ = ["LatencyProfile", "PROFILES", "get_profile", "blocks_for", "ATTN_FLOP_EFFICIENCY",
+           "KV_READ_EFFICIENCY"]
