@@ -4,18 +4,22 @@ Layout of a store directory (shared by the trainer and the router, a named
 volume in docker-compose)::
 
     STORE/
-      versions/v000001/   one checkpoint each, in the exact format of
-      versions/v000002/   ``phaser train`` (phaser.rl.checkpoint: safetensors
-      ...                  weights + metadata JSON + sha256 checksum)
-      current.json        {"version", "pinned", "reason", "updated_unix", "history"}
+      v000001/      one checkpoint each, written by ``phaser.rl.checkpoint``
+      v000002/      (the exact format of ``phaser train``: safetensors weights
+      ...           + metadata JSON + sha256 checksum)
+      current.json  {"version", "pinned", "reason", "updated_unix", "history"}
+
+So a ``phaser train --out DIR`` directory *is* a store (without a pointer yet),
+and ``phaser router --checkpoint STORE`` still resolves to a version.
 
 Decisions:
 
 * **Versions are immutable and atomic.** A version is written by
-  ``phaser.rl.checkpoint`` under a temporary name and renamed into place, so a
-  reader either sees a complete checkpoint or none; the store never edits one.
-  Numbers are ``max(existing) + 1``: the trainer is the only writer of new
-  versions (one trainer per store), so no lock is needed.
+  ``phaser.rl.checkpoint.save_checkpoint`` under a temporary name and renamed
+  into place, so a reader either sees a complete checkpoint or none; the store
+  never edits one. Numbers are ``max(existing) + 1``: the trainer is the only
+  writer of new versions (one trainer per store); a second writer racing for the
+  same number gets a PhaserError from the rename, never a mixed directory.
 * **The pointer is one small JSON file replaced atomically** (write temp,
   fsync, ``os.replace``). ``history`` lists the versions that were current
   before, newest last (capped at 100), which is what ``rollback`` pops.
@@ -29,7 +33,6 @@ from __future__ import annotations
 
 import json
 import os
-import re
 import tempfile
 import time
 from dataclasses import dataclass, field
@@ -37,8 +40,8 @@ from pathlib import Path
 from typing import Callable
 
 from phaser.errors import PhaserError
+from phaser.rl import checkpoint as ckpt
 
-_VERSION_DIR = re.compile(r"^v(\d{6,})$")
 HISTORY_CAP = 100
 
 
@@ -67,41 +70,25 @@ class CheckpointStore:
 
     # ---------------------------------------------------------------- paths
     @property
-    def versions_dir(self) -> Path:
-        return self.root / "versions"
-
-    @property
     def pointer_path(self) -> Path:
         return self.root / "current.json"
 
     def path_of(self, version: int) -> Path:
-        return self.versions_dir / f"v{version:06d}"
+        return self.root / f"v{version:06d}"
 
     # ------------------------------------------------------------- versions
     def versions(self) -> list[int]:
-        if not self.versions_dir.is_dir():
-            return []
-        out = []
-        for p in self.versions_dir.iterdir():
-            m = _VERSION_DIR.match(p.name)
-            if m and p.is_dir():
-                out.append(int(m.group(1)))
-        return sorted(out)
+        return ckpt.versions(self.root)
 
-    def next_version(self) -> int:
-        vs = self.versions()
-        return (vs[-1] + 1) if vs else 1
+    def publish(self, params: dict, metadata: dict) -> tuple[int, Path, str]:
+        """Write the next version; returns (version, directory, checksum)."""
+        path = ckpt.save_checkpoint(self.root, params, metadata)
+        meta = json.loads((path / ckpt.META).read_text())
+        return int(meta["version"]), path, str(meta["checksum"])
 
-    def publish(self, write: Callable[[Path], object]) -> tuple[int, Path]:
-        """Allocate the next version and let ``write(path)`` create it there
-        (``phaser.rl.checkpoint`` writes atomically: temp dir + rename)."""
-        self.versions_dir.mkdir(parents=True, exist_ok=True)
-        version = self.next_version()
-        path = self.path_of(version)
-        write(path)
-        if not path.is_dir():
-            raise PhaserError(f"checkpoint writer did not create {path}")
-        return version, path
+    def load(self, version: int) -> "ckpt.Checkpoint":
+        """Load and verify one version (PhaserError if missing or tampered)."""
+        return ckpt.load_checkpoint(self.require(version))
 
     def require(self, version: int) -> Path:
         path = self.path_of(version)

@@ -8,18 +8,25 @@ from phaser.errors import PhaserError
 from policy_trainer.store import CheckpointStore
 
 
-def _write(path):
-    path.mkdir(parents=True)
-    (path / "weights").write_text("w")
+import numpy as np
+
+PARAMS = {"out.kernel": np.ones((2, 2), np.float32), "out.bias": np.zeros(2, np.float32)}
+META = {"variant": "rl-guided", "arch": "mlp", "n_instances": 1, "feature_spec": {}, "config": {}}
+
+
+def _publish(s):
+    return s.publish(PARAMS, META)
 
 
 def test_versions_promote_rollback(tmp_path):
     s = CheckpointStore(tmp_path / "store", wall=lambda: 42.0)
     assert s.versions() == [] and s.pointer().version is None
-    assert s.publish(_write)[0] == 1
-    assert s.publish(_write)[0] == 2
-    assert s.publish(_write)[0] == 3
+    assert _publish(s)[0] == 1
+    assert _publish(s)[0] == 2
+    assert _publish(s)[0] == 3
     assert s.versions() == [1, 2, 3]
+    v, path, checksum = _publish(s)
+    assert v == 4 and path == s.path_of(4) and checksum == s.load(4).checksum
     s.promote(1, "first")
     s.promote(2, "second")
     p = s.promote(3, "third", pin=True)
@@ -37,7 +44,7 @@ def test_user_errors(tmp_path):
     s = CheckpointStore(tmp_path)
     with pytest.raises(PhaserError, match="nothing to roll back"):
         s.rollback("x")
-    s.publish(_write)
+    _publish(s)
     with pytest.raises(PhaserError, match="no version v7"):
         s.promote(7, "x")
     s.promote(1, "only")
