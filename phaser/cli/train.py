@@ -1,0 +1,107 @@
+"""phaser train: train an RL router (Double DQN, optionally HuRL-guided) in the simulator."""
+
+from __future__ import annotations
+
+import typer
+
+from phaser.errors import PhaserError
+
+
+def parse_sets(items: list[str]) -> dict:
+    """``["gamma=0.95", "hidden=128,128"]`` → typed overrides for ``DQNConfig``."""
+    import dataclasses
+
+    from phaser.rl.dqn import DQNConfig
+
+    types = {f.name: f.type for f in dataclasses.fields(DQNConfig)}
+    defaults = DQNConfig()
+    out: dict = {}
+    for item in items:
+        key, sep, val = item.partition("=")
+        key = key.strip().replace("-", "_")
+        if not sep or key not in types:
+            raise PhaserError(f"bad --set {item!r}: use KEY=VALUE with KEY one of {', '.join(sorted(types))}")
+        cur = getattr(defaults, key)
+        try:
+            if isinstance(cur, tuple):
+                out[key] = tuple(int(v) for v in val.split(",") if v.strip())
+            elif isinstance(cur, bool):
+                out[key] = val.lower() in ("1", "true", "yes")
+            elif isinstance(cur, int):
+                out[key] = int(val)
+            elif isinstance(cur, float):
+                out[key] = float(val)
+            else:
+                out[key] = val
+        except ValueError:
+            raise PhaserError(f"bad --set {item!r}: {val!r} is not a valid {type(cur).__name__}") from None
+    return out
+
+
+def register(app: typer.Typer) -> None:
+    @app.command("train")
+    def train_cmd(
+        scenario: str = typer.Option("paper-v100", "--scenario", envvar="PHASER_SCENARIO",
+                                     help="Benchmark scenario to train on (see phaser bench)."),
+        variant: str = typer.Option("rl-guided", "--variant", envvar="PHASER_VARIANT",
+                                    help="rl-baseline (no mixing term), rl-aware (mixing penalty in the reward) "
+                                         "or rl-guided (HuRL heuristic guidance)."),
+        episodes: int = typer.Option(30, "--episodes", min=1, help="Training episodes (one workload draw each)."),
+        out: str = typer.Option(..., "--out", envvar="PHASER_CHECKPOINT_DIR",
+                                help="Checkpoint root: a new version dir v00000N/ plus curves.csv/png are written."),
+        seed: int = typer.Option(0, "--seed", help="Seed of the run (episode workloads, init, exploration)."),
+        arch: str = typer.Option("mlp", "--arch",
+                                 help="mlp (paper's fixed-size net, tied to the instance count) or shared "
+                                      "(per-instance scoring net, any instance count)."),
+        requests: int = typer.Option(None, "--requests", "-n", min=10,
+                                     help="Requests per episode (default: the scenario's)."),
+        eval_every: int = typer.Option(5, "--eval-every", min=1, help="Evaluate every K episodes."),
+        eval_seeds: int = typer.Option(3, "--eval-seeds", min=1, help="Held-out workload seeds per evaluation."),
+        baselines: str = typer.Option(None, "--baselines",
+                                      help="Comma-separated heuristics to compare with (default: all)."),
+        sets: list[str] = typer.Option([], "--set", help="Override a hyperparameter, e.g. --set gamma=0.95 "
+                                                         "--set hidden=128,128 (repeatable)."),
+    ) -> None:
+        """Train a routing policy in the simulator and write a versioned checkpoint + learning curves."""
+        from rich.console import Console
+        from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
+
+        from phaser.bench.scenarios import get_scenario
+        from phaser.rl.dqn import VARIANTS, DQNConfig
+
+        if variant not in VARIANTS:
+            raise PhaserError(f"unknown variant {variant!r}; known: {', '.join(VARIANTS)}")
+        sc = get_scenario(scenario)
+        if sc.n_requests is None and requests is None:
+            raise PhaserError(f"scenario {scenario} replays a whole trace; give --requests N for training episodes")
+        try:
+            cfg = DQNConfig(**dict(parse_sets(sets), variant=variant, arch=arch))
+        except ValueError as e:
+            raise PhaserError(str(e)) from None
+        names = [b.strip() for b in baselines.split(",") if b.strip()] if baselines else None
+        if names is not None and "round-robin" not in names:
+            names = ["round-robin"] + names
+
+        from phaser.rl.training import train_scenario
+
+        console = Console(stderr=True)
+        with Progress(TextColumn("[bold]{task.description}"), BarColumn(), MofNCompleteColumn(),
+                      TextColumn("{task.fields[status]}"), TimeElapsedColumn(), console=console) as bar:
+            task = bar.add_task(f"{variant} on {scenario}", total=episodes, status="baselines…")
+
+            def progress(row: dict) -> None:
+                ev = row["eval_e2e_mean"]
+                st = f"ε={row['epsilon']:.2f} λ={row['lam']:.2f} train E2E {row['train_e2e_mean']:.3f}s"
+                if ev is not None:
+                    st += f" | eval {ev:.3f}s vs rr {row['eval_round_robin']:.3f}s"
+                bar.update(task, advance=1, status=st)
+
+            rep = train_scenario(sc, cfg, episodes, seed, out, eval_every=eval_every, eval_seeds=eval_seeds,
+                                 n_requests=requests, baselines=names, on_progress=progress)
+        rr = rep.baselines.get("round-robin")
+        bh = rep.baselines.get(rep.best_heuristic)
+        console.print(f"checkpoint: {rep.checkpoint}")
+        console.print(f"best eval mean E2E {rep.best_eval_e2e:.4f}s (episode {rep.best_episode}); "
+                      f"round-robin {rr:.4f}s ({100 * (rr - rep.best_eval_e2e) / rr:+.2f}%), "
+                      f"{rep.best_heuristic} {bh:.4f}s ({100 * (bh - rep.best_eval_e2e) / bh:+.2f}%) "
+                      f"on held-out seeds; {rep.wall_s:.0f}s wall")

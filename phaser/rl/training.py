@@ -1,0 +1,212 @@
+"""Training a router for a benchmark scenario: episodes, evaluation, curves, checkpoint.
+
+``train_scenario`` is what ``phaser train`` runs:
+
+* **Episodes** are independent draws of the scenario's workload: episode k of
+  a run with ``--seed S`` uses workload seed ``TRAIN_SEED_BASE + 1000·S + k``,
+  so no training episode is ever a benchmark or evaluation draw.
+* **Predictions** come from ``phaser.predictor.CrossFitted`` on each episode's
+  own requests — the same out-of-fold predictions ``phaser bench`` uses, so the
+  agent trains on the prediction errors it will meet.
+* **Evaluation** every ``eval_every`` episodes: the greedy policy on held-out
+  workload seeds ``EVAL_SEED_BASE + i`` (disjoint from training seeds and from
+  the bench's seeds 0…K−1, so model selection does not peek at the benchmark),
+  compared with round-robin and the best heuristic (chosen on the same seeds at
+  the start). The checkpoint keeps the parameters with the best evaluation mean
+  E2E (standard model selection; the curve shows every evaluation).
+* **Outputs** in ``--out DIR``: ``v000001/`` (the checkpoint, see
+  ``phaser.rl.checkpoint``), ``curves.csv`` (one row per episode, evaluation
+  columns filled on evaluation episodes) and ``curves.png``.
+
+Reproducible: for a given seed, episode seeds, network init, ε-draws and
+replay sampling are all seeded; JAX on CPU is deterministic.
+"""
+
+from __future__ import annotations
+
+import csv
+import math
+import time
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Callable
+
+import numpy as np
+
+from phaser.bench.scenarios import Scenario
+from phaser.rl.checkpoint import save_checkpoint, spec_metadata
+from phaser.rl.dqn import DQNConfig, train
+from phaser.rl.env import RouterEnv
+from phaser.rl.features import FeatureSpec
+from phaser.rl.policy import RLPolicy
+
+TRAIN_SEED_BASE = 10_000
+EVAL_SEED_BASE = 100
+#: Heuristics that are never "the best heuristic" candidates: random is a
+#: floor, prefix-aware equals least-loaded without prefix ids (paper-mix has none).
+NOT_CANDIDATES = ("random",)
+
+
+# --- the scenario as simulator runs -------------------------------------------
+
+def scenario_requests(sc: Scenario, seed: int, n_requests: int | None = None):
+    from load_generator import load_workload
+
+    return load_workload(sc.workload, n=n_requests or sc.n_requests, rate=sc.rate, seed=seed)
+
+
+def sim_config(sc: Scenario):
+    from phaser.sim import SimConfig
+
+    return SimConfig(profiles=[sc.profile] * sc.instances, chunked_prefill=sc.chunked_prefill,
+                     max_num_batched_tokens=sc.max_num_batched_tokens)
+
+
+def make_sim_factory(sc: Scenario, n_requests: int | None = None) -> Callable[[int], object]:
+    """seed → a fresh steppable ``ClusterSim`` on that seed's workload draw."""
+    from phaser.predictor.length import CrossFitted
+    from phaser.sim import ClusterSim
+
+    cfg = sim_config(sc)
+
+    def make(seed: int):
+        reqs = scenario_requests(sc, seed, n_requests)
+        return ClusterSim(reqs, cfg, predictor=CrossFitted(reqs), seed=seed)
+
+    return make
+
+
+def evaluate(sc: Scenario, policy_factory: Callable[[int], object], seeds: list[int],
+             n_requests: int | None = None) -> list[float]:
+    """Mean E2E of ``policy_factory(seed)`` on each workload seed."""
+    from phaser.predictor.length import CrossFitted
+    from phaser.sim import simulate
+
+    cfg = sim_config(sc)
+    out = []
+    for s in seeds:
+        reqs = scenario_requests(sc, s, n_requests)
+        res = simulate(reqs, policy_factory(s), cfg, predictor=CrossFitted(reqs), seed=s)
+        out.append(float(res.summary["e2e_mean"]))
+    return out
+
+
+def heuristic_baselines(sc: Scenario, seeds: list[int], n_requests: int | None = None,
+                        names: list[str] | None = None) -> dict[str, float]:
+    """Mean E2E over ``seeds`` of round-robin and every heuristic candidate."""
+    from phaser.policies import available, make_policy
+
+    if names is None:
+        names = [p for p in available() if not p.startswith("rl") and p not in NOT_CANDIDATES]
+    return {name: float(np.mean(evaluate(sc, lambda s, nm=name: make_policy(nm, sc.instances, s), seeds, n_requests)))
+            for name in names}
+
+
+# --- training -------------------------------------------------------------------
+
+@dataclass
+class TrainReport:
+    checkpoint: Path
+    rows: list[dict]
+    baselines: dict[str, float]
+    best_heuristic: str
+    best_eval_e2e: float
+    best_episode: int
+    wall_s: float
+    extras: dict = field(default_factory=dict)
+
+
+CURVE_FIELDS = ["episode", "seed", "return", "steps", "epsilon", "lam", "train_e2e_mean", "waits",
+                "eval_e2e_mean", "eval_round_robin", "eval_best_heuristic", "wall_s"]
+
+
+def train_scenario(sc: Scenario, cfg: DQNConfig, episodes: int, seed: int, out: str | Path, *,
+                   eval_every: int = 5, eval_seeds: int = 3, n_requests: int | None = None,
+                   baselines: list[str] | None = None,
+                   on_progress: Callable[[dict], None] | None = None) -> TrainReport:
+    out = Path(out)
+    t_start = time.perf_counter()
+    n = sc.instances
+    spec = FeatureSpec(n)
+    ev_seeds = [EVAL_SEED_BASE + i for i in range(eval_seeds)]
+    base = heuristic_baselines(sc, ev_seeds, n_requests, baselines)
+    rr = base.get("round-robin", math.nan)
+    best_h = min((k for k in base if k != "round-robin"), key=base.get, default="round-robin")
+
+    def rl_policy(params):
+        return lambda s: RLPolicy(params, cfg.arch, len(cfg.hidden), spec, name=cfg.variant, seed=s)
+
+    rows: list[dict] = []
+    best = {"e2e": math.inf, "params": None, "episode": -1}
+
+    def on_episode(st, params):
+        ep = st.info
+        row = {"episode": st.episode, "seed": st.seed, "return": round(st.ret, 4), "steps": st.steps,
+               "epsilon": round(st.epsilon, 4), "lam": round(st.lam, 4),
+               "train_e2e_mean": ep.get("e2e_mean"), "waits": ep.get("waits"),
+               "eval_e2e_mean": None, "eval_round_robin": rr, "eval_best_heuristic": base.get(best_h)}
+        done = len(rows) + 1
+        if done % eval_every == 0 or done == episodes:
+            e2e = float(np.mean(evaluate(sc, rl_policy(params), ev_seeds, n_requests)))
+            row["eval_e2e_mean"] = e2e
+            if e2e < best["e2e"]:
+                best.update(e2e=e2e, params=params, episode=st.episode)
+        row["wall_s"] = round(time.perf_counter() - t_start, 2)
+        rows.append(row)
+        if on_progress is not None:
+            on_progress(row)
+
+    make_sim = make_sim_factory(sc, n_requests)
+    result = train(lambda: RouterEnv.from_config(make_sim, n, cfg), cfg, episodes, seed,
+                   episode_seed=lambda k: TRAIN_SEED_BASE + 1000 * seed + k, on_episode=on_episode)
+    params = best["params"] if best["params"] is not None else result.params
+    wall = time.perf_counter() - t_start
+    meta = {
+        "variant": cfg.variant, "arch": cfg.arch, "n_instances": n, "feature_spec": spec_metadata(spec),
+        "config": cfg.to_dict(), "scenario": sc.as_dict(), "profile": sc.profile, "workload": sc.workload,
+        "n_requests": n_requests or sc.n_requests,
+        "stats": {"episodes": episodes, "seed": seed, "steps": result.steps, "updates": result.updates,
+                  "best_episode": best["episode"], "best_eval_e2e_mean": best["e2e"],
+                  "eval_seeds": ev_seeds, "eval_baselines": base, "best_heuristic": best_h,
+                  "train_wall_s": round(wall, 1)},
+    }
+    ckpt = save_checkpoint(out, params, meta)
+    write_curves(rows, out)
+    return TrainReport(ckpt, rows, base, best_h, best["e2e"], best["episode"], wall)
+
+
+# --- curves ----------------------------------------------------------------------
+
+def write_curves(rows: list[dict], out: Path) -> tuple[Path, Path]:
+    """``curves.csv`` and ``curves.png`` (training episode E2E and evaluation vs baselines)."""
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    out.mkdir(parents=True, exist_ok=True)
+    csv_path, png_path = out / "curves.csv", out / "curves.png"
+    with open(csv_path, "w", newline="") as f:
+        w = csv.DictWriter(f, fieldnames=CURVE_FIELDS, extrasaction="ignore")
+        w.writeheader()
+        w.writerows(rows)
+
+    ep = [r["episode"] for r in rows]
+    fig, (ax1, ax2) = plt.subplots(1, 2, figsize=(11, 4))
+    ax1.plot(ep, [r["return"] for r in rows], lw=1)
+    ax1.set(xlabel="episode", ylabel="return (scaled)", title="training return")
+    tr = [(r["episode"], r["train_e2e_mean"]) for r in rows if r["train_e2e_mean"] is not None]
+    if tr:
+        ax2.plot(*zip(*tr), lw=0.8, alpha=0.5, label="training episode (ε-greedy)")
+    ev = [(r["episode"], r["eval_e2e_mean"]) for r in rows if r["eval_e2e_mean"] is not None]
+    if ev:
+        ax2.plot(*zip(*ev), "o-", label="evaluation (greedy, held-out seeds)")
+    if rows and rows[0]["eval_round_robin"] is not None:
+        ax2.axhline(rows[0]["eval_round_robin"], color="grey", ls="--", label="round-robin")
+        ax2.axhline(rows[0]["eval_best_heuristic"], color="green", ls=":", label="best heuristic")
+    ax2.set(xlabel="episode", ylabel="mean E2E (s)", title="mean end-to-end latency")
+    ax2.legend(fontsize=8)
+    fig.tight_layout()
+    fig.savefig(png_path, dpi=100)
+    plt.close(fig)
+    return csv_path, png_path
