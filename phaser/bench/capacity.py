@@ -34,7 +34,7 @@ def meets(row: dict, slo_ttft_p99: float, slo_tbt_p99: float) -> bool:
 
 
 def find_capacity(run: Callable[[float], dict], start_rate: float, *, slo_ttft_p99: float = DEFAULT_SLO_TTFT_P99,
-                  slo_tbt_p99: float = DEFAULT_SLO_TBT_P99, iterations: int = 6, max_doublings: int = 6,
+                  slo_tbt_p99: float = DEFAULT_SLO_TBT_P99, iterations: int = 6, max_doublings: int = 10,
                   min_rate: float = 0.01) -> CapacityResult:
     res = CapacityResult(0.0)
 

@@ -1,0 +1,37 @@
+"""The bench table (rich): one line per (scenario, rate, policy), mean ± 95% CI
+when repeated, improvement of mean E2E over round robin."""
+
+from __future__ import annotations
+
+from rich.table import Table
+
+
+def _fmt(a: dict, m: str, digits: int = 3) -> str:
+    v, ci = a[m], a.get(f"{m}_ci95", 0.0)
+    if a.get("repeats", 1) > 1 and ci == ci:
+        return f"{v:.{digits}f}±{ci:.{digits}f}"
+    return f"{v:.{digits}f}"
+
+
+def bench_table(agg: list[dict], title: str = "phaser bench (seconds)") -> Table:
+    t = Table(title=title, show_lines=False, header_style="bold")
+    for col in ("scenario", "rate", "policy", "E2E mean", "E2E p50", "E2E p90", "E2E p99", "TTFT mean",
+                "TTFT p50", "TTFT p90", "TTFT p99", "TBT mean", "TBT p99", "router wait", "preempt", "vs RR %"):
+        t.add_column(col, justify="left" if col in ("scenario", "policy") else "right", no_wrap=True)
+    for a in sorted(agg, key=lambda a: (a["scenario"], a["rate"] or 0, a["e2e_mean"])):
+        imp = a.get("improvement_vs_rr_pct")
+        t.add_row(a["scenario"], f"{a['rate']:.1f}" if a["rate"] else "trace", a["policy"],
+                  _fmt(a, "e2e_mean"), _fmt(a, "e2e_p50"), _fmt(a, "e2e_p90"), _fmt(a, "e2e_p99"),
+                  _fmt(a, "ttft_mean"), _fmt(a, "ttft_p50"), _fmt(a, "ttft_p90"), _fmt(a, "ttft_p99"),
+                  _fmt(a, "tbt_mean", 4), _fmt(a, "tbt_p99", 4), _fmt(a, "router_wait_mean"),
+                  _fmt(a, "preemptions", 1), "" if imp is None else f"{imp:+.2f}")
+    return t
+
+
+def latency_table(results) -> Table:
+    t = Table(title="router latency per decision (µs)", header_style="bold")
+    for col in ("policy", "instances", "decisions", "p50", "p99", "mean"):
+        t.add_column(col, justify="left" if col == "policy" else "right")
+    for r in results:
+        t.add_row(r.policy, str(r.instances), str(r.decisions), f"{r.p50_us:.1f}", f"{r.p99_us:.1f}", f"{r.mean_us:.1f}")
+    return t

@@ -1,0 +1,247 @@
+"""phaser bench: routing policies in the virtual-time simulator.
+
+    phaser bench --scenario paper-v100 --policies all --repeat 5
+    phaser bench --workload my.csv --instances 4 --profile a100-llama3-8b --rate 10,20,40 --plot out/
+    phaser bench --scenario paper-v100 --policies all --capacity
+    phaser bench router-latency
+"""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+from typing import Optional
+
+import typer
+
+from phaser.errors import PhaserError
+
+
+def _rates(spec: str | None) -> list[float | None]:
+    if not spec:
+        return [None]
+    try:
+        rates = [float(x) for x in spec.split(",") if x.strip()]
+    except ValueError:
+        raise PhaserError(f"bad --rate {spec!r}: use e.g. 20 or 10,20,40") from None
+    if not rates or min(rates) <= 0:
+        raise PhaserError(f"bad --rate {spec!r}: rates must be > 0 req/s")
+    return rates
+
+
+def _kv_options(items: list[str]) -> dict:
+    out: dict = {}
+    for it in items:
+        if "=" not in it:
+            raise PhaserError(f"bad --policy-opt {it!r}: use KEY=VALUE")
+        k, v = it.split("=", 1)
+        try:
+            out[k.strip()] = json.loads(v)
+        except json.JSONDecodeError:
+            out[k.strip()] = v
+    return out
+
+
+def _records_path(base: Path, row: dict, many: bool) -> Path:
+    if not many:
+        return base
+    tag = f"{row['scenario'].replace(':', '_').replace('/', '_')}.{row['policy']}.r{row['rate']}.s{row['seed']}"
+    return base.with_name(f"{base.stem}.{tag}{base.suffix}")
+
+
+def register(app: typer.Typer) -> None:
+    bench_app = typer.Typer(help="Benchmark routing policies in the simulator.", no_args_is_help=False)
+    app.add_typer(bench_app, name="bench")
+
+    @bench_app.callback(invoke_without_command=True)
+    def bench(
+        ctx: typer.Context,
+        scenario: Optional[str] = typer.Option(None, "--scenario", envvar="PHASER_BENCH_SCENARIO",
+                                               help="Built-in scenario(s), comma-separated: paper-v100, paper-a100, "
+                                                    "paper-a100-chunked, paper-8x, azure-conv, azure-code."),
+        workload: Optional[str] = typer.Option(None, "--workload", envvar="PHASER_BENCH_WORKLOAD",
+                                               help="Workload name or file (instead of --scenario)."),
+        instances: Optional[int] = typer.Option(None, "--instances", envvar="PHASER_BENCH_INSTANCES",
+                                                help="Instance count (overrides the scenario's)."),
+        profile: Optional[str] = typer.Option(None, "--profile", envvar="PHASER_BENCH_PROFILE",
+                                              help="Latency profile (overrides the scenario's)."),
+        rate: Optional[str] = typer.Option(None, "--rate", envvar="PHASER_BENCH_RATE",
+                                           help="Request rate(s) in req/s, comma-separated (overrides the scenario's)."),
+        requests: Optional[int] = typer.Option(None, "--requests", envvar="PHASER_BENCH_REQUESTS",
+                                               help="Number of requests (overrides the scenario's)."),
+        chunked: Optional[bool] = typer.Option(None, "--chunked/--no-chunked", help="Chunked prefill on/off."),
+        max_batched_tokens: Optional[int] = typer.Option(None, "--max-batched-tokens",
+                                                         help="Max batched tokens per iteration (chunked prefill)."),
+        policies: str = typer.Option("all", "--policies", envvar="PHASER_BENCH_POLICIES",
+                                     help="Comma-separated policy names, or 'all' (every heuristic)."),
+        repeat: int = typer.Option(1, "--repeat", envvar="PHASER_BENCH_REPEAT", help="Seeds per run (mean ± 95% CI)."),
+        seed: int = typer.Option(0, "--seed", envvar="PHASER_SEED", help="First seed; repeats use seed..seed+K-1."),
+        checkpoint: Optional[Path] = typer.Option(None, "--checkpoint", envvar="PHASER_CHECKPOINT",
+                                                  help="Checkpoint for rl-* policies."),
+        policy_opt: list[str] = typer.Option([], "--policy-opt", help="KEY=VALUE option passed to every policy "
+                                             "(e.g. alpha=0.5 for workload-aware); repeatable."),
+        heartbeat_delay: Optional[float] = typer.Option(None, "--heartbeat-delay", envvar="PHASER_HEARTBEAT_DELAY",
+                                                        help="Delay (s) of heartbeats reaching the router view."),
+        json_path: Optional[Path] = typer.Option(None, "--json", help="Write one JSON row per run to PATH."),
+        plot_dir: Optional[Path] = typer.Option(None, "--plot", help="Write latency-vs-load PNGs to DIR."),
+        records: Optional[Path] = typer.Option(None, "--records", help="Per-request records (.jsonl or .csv); "
+                                               "several runs get the run in the file name."),
+        capacity: bool = typer.Option(False, "--capacity", help="Find each policy's capacity at the SLO by bisection."),
+        slo_ttft_p99: float = typer.Option(2.0, "--slo-ttft-p99", envvar="PHASER_SLO_TTFT_P99",
+                                           help="SLO: p99 TTFT in seconds (capacity search)."),
+        slo_tbt_p99: float = typer.Option(0.2, "--slo-tbt-p99", envvar="PHASER_SLO_TBT_P99",
+                                          help="SLO: p99 time between tokens in seconds (capacity search)."),
+    ) -> None:
+        """Run policies x scenarios x rates x seeds in the simulator and print a table."""
+        if ctx.invoked_subcommand is not None:
+            return
+        from rich.console import Console
+
+        from phaser.bench import runner
+        from phaser.bench.report import bench_table
+        from phaser.bench.scenarios import custom_scenario, get_scenario
+
+        if repeat < 1:
+            raise PhaserError(f"--repeat must be >= 1, got {repeat}")
+        if scenario and workload:
+            raise PhaserError("give --scenario or --workload, not both")
+        if workload:
+            if not instances or not profile:
+                raise PhaserError("--workload needs --instances and --profile")
+            scs = [custom_scenario(workload, instances, profile, None, requests, bool(chunked), max_batched_tokens)]
+        else:
+            names = [s.strip() for s in (scenario or "paper-v100").split(",") if s.strip()]
+            scs = [get_scenario(n).with_(instances=instances, profile=profile, n_requests=requests,
+                                         chunked_prefill=chunked, max_num_batched_tokens=max_batched_tokens)
+                   for n in names]
+        if profile:
+            from phaser.engine.profiles import get_profile
+
+            get_profile(profile)  # fail early, with the list of names
+        pols = runner.resolve_policies(policies)
+        common = _kv_options(policy_opt)
+
+        def options_for(name: str) -> dict:
+            o = dict(common)
+            if runner.is_learned(name):
+                if checkpoint is None:
+                    raise PhaserError(f"policy {name} needs --checkpoint")
+                o["checkpoint"] = str(checkpoint)
+            return o
+
+        rates = _rates(rate)
+        seeds = list(range(seed, seed + repeat))
+        console = Console(stderr=True)
+        out = Console()
+        if capacity:
+            _capacity(scs, pols, seeds[0], rates, options_for, slo_ttft_p99, slo_tbt_p99, json_path, out, console)
+            return
+        from rich.progress import Progress
+
+        total = len(scs) * len(rates) * len(seeds) * len(pols)
+        many = total > 1
+        with Progress(console=console, transient=True) as prog:
+            task = prog.add_task("simulating", total=total)
+
+            def on_row(row, recs):
+                if records is not None:
+                    from phaser.sim import write_records
+
+                    write_records(recs, _records_path(records, row, many))
+                prog.update(task, advance=1, description=f"{row['scenario']} {row['policy']} seed {row['seed']}")
+
+            rows = runner.run_grid(scs, pols, seeds, rates, policy_options=options_for,
+                                   heartbeat_delay_s=heartbeat_delay, on_row=on_row, keep_records=records is not None)
+        agg = runner.aggregate(rows)
+        out.print(bench_table(agg))
+        for (scn, r), a in sorted(runner.strongest([a for a in agg if not runner.is_learned(a["policy"])]).items(),
+                                  key=lambda kv: (kv[0][0], kv[0][1] or 0)):
+            imp = a.get("improvement_vs_rr_pct")
+            out.print(f"strongest heuristic on {scn}" + (f" @ {r:.1f} req/s" if r else "") + f": {a['policy']}"
+                      + (f" ({imp:+.2f}% mean E2E vs round-robin)" if imp is not None else ""))
+        wall = sum(r["wall_seconds"] for r in rows)
+        sim_s = sum(r["simulated_seconds"] for r in rows)
+        nreq = sum(r["n_requests"] for r in rows)
+        out.print(f"{len(rows)} runs, {nreq} requests, {sim_s:.0f} simulated s in {wall:.1f} wall s "
+                  f"({sim_s / max(wall, 1e-9):.0f}x real time, {nreq / max(wall, 1e-9):.0f} requests/s)")
+        if json_path is not None:
+            json_path.parent.mkdir(parents=True, exist_ok=True)
+            json_path.write_text(json.dumps(rows, indent=1))
+        if plot_dir is not None:
+            from phaser.bench.plots import latency_vs_load
+
+            for p in latency_vs_load(agg, plot_dir):
+                out.print(f"wrote {p}")
+
+    @bench_app.command("router-latency")
+    def router_latency(
+        policies: str = typer.Option("all", "--policies", envvar="PHASER_BENCH_POLICIES",
+                                     help="Comma-separated policy names, or 'all' (rl-* need --checkpoint)."),
+        instances: str = typer.Option("4,16", "--instances", help="Cluster sizes, comma-separated."),
+        decisions: int = typer.Option(2000, "--decisions", help="Timed decisions per (policy, size)."),
+        profile: str = typer.Option("a100-llama3-8b", "--profile", envvar="PHASER_BENCH_PROFILE",
+                                    help="Latency profile of the instances."),
+        checkpoint: Optional[Path] = typer.Option(None, "--checkpoint", envvar="PHASER_CHECKPOINT",
+                                                  help="Checkpoint for rl-* policies (they are included when given)."),
+        json_path: Optional[Path] = typer.Option(None, "--json", help="Write the results as JSON to PATH."),
+    ) -> None:
+        """Wall time of one routing decision (p50/p99 µs) per policy at 4 and 16 instances."""
+        from dataclasses import asdict
+
+        from rich.console import Console
+
+        from phaser.bench import runner
+        from phaser.bench.report import latency_table
+        from phaser.bench.router_latency import measure
+        from phaser.policies import available
+
+        pols = runner.resolve_policies(policies)
+        if checkpoint is not None and policies == "all":
+            pols += [n for n in available() if runner.is_learned(n)]
+        try:
+            sizes = [int(x) for x in instances.split(",") if x.strip()]
+        except ValueError:
+            raise PhaserError(f"bad --instances {instances!r}: use e.g. 4,16") from None
+        if not sizes or min(sizes) < 1 or decisions < 10:
+            raise PhaserError("--instances must list sizes >= 1 and --decisions be >= 10")
+        res = []
+        for n in sizes:
+            for p in pols:
+                opts = {"checkpoint": str(checkpoint)} if runner.is_learned(p) and checkpoint else {}
+                if runner.is_learned(p) and not checkpoint:
+                    raise PhaserError(f"policy {p} needs --checkpoint")
+                res.append(measure(p, n, profile=profile, decisions=decisions, policy_options=opts))
+        Console().print(latency_table(res))
+        if json_path is not None:
+            json_path.write_text(json.dumps([asdict(r) for r in res], indent=1))
+
+
+def _capacity(scs, pols, seed, rates, options_for, slo_ttft, slo_tbt, json_path, out, console) -> None:
+    from rich.table import Table
+
+    from phaser.bench import runner
+    from phaser.bench.capacity import find_capacity
+
+    t = Table(title=f"capacity at SLO (p99 TTFT <= {slo_ttft} s, p99 TBT <= {slo_tbt} s)", header_style="bold")
+    for c in ("scenario", "policy", "capacity req/s", "bracket", "probes"):
+        t.add_column(c)
+    rows = []
+    for sc in scs:
+        start = rates[0] or sc.rate or 10.0
+        for pol in pols:
+            def run(r, sc=sc, pol=pol):
+                row, _ = runner.run_one(sc, pol, seed, rate=r, policy_options=options_for(pol))
+                console.print(f"  {sc.name} {pol} @ {r:.2f} req/s: ttft_p99={row['ttft_p99']:.3f} "
+                              f"tbt_p99={row['tbt_p99']:.4f}")
+                return row
+
+            res = find_capacity(run, start, slo_ttft_p99=slo_ttft, slo_tbt_p99=slo_tbt)
+            rows.append({"scenario": sc.name, "policy": pol, "capacity_rps": res.capacity_rps,
+                         "bracket": list(res.bracket), "probes": res.probes, "seed": seed,
+                         "slo_ttft_p99": slo_ttft, "slo_tbt_p99": slo_tbt, "config": sc.as_dict()})
+            t.add_row(sc.name, pol, f"{res.capacity_rps:.2f}", f"{res.bracket[0]:.2f}–{res.bracket[1]:.2f}",
+                      str(len(res.probes)))
+    out.print(t)
+    if json_path is not None:
+        json_path.parent.mkdir(parents=True, exist_ok=True)
+        json_path.write_text(json.dumps(rows, indent=1))
