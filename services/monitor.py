@@ -34,6 +34,7 @@ from aiokafka import AIOKafkaConsumer, TopicPartition
 
 import protos
 from protos.messages import TOPICS
+from services.lifecycle import mark_ready
 from services.kafka import Topics, partition_count, start_consumer, stop_consumer
 
 RATE_WINDOW_S = 5.0
@@ -161,6 +162,7 @@ async def run_monitor(bootstrap: str, topics: Topics = Topics(), interval: float
         live.start()
     start = time.monotonic()
     snap = None
+    mark_ready("monitor")
     try:
         while not stop.is_set():
             deadline = time.monotonic() + (0.0 if once else interval)

@@ -34,6 +34,7 @@ import protos
 from phaser.errors import PhaserError
 from phaser.types import Job
 from services.clock import StackClock
+from services.lifecycle import mark_ready
 from services.kafka import Publisher, Topics, commit, ensure_topics, fetch, make_producer, start_consumer, stop_consumer
 
 #: the paper's router tick (stack seconds): the shortest decode iteration
@@ -162,6 +163,7 @@ async def run_router(bootstrap: str, core: RouterCore, clock: StackClock, topics
         group_id=topics.prefix + "phaser-router", client_id="phaser-router")
     req_topic = topics.name("requests")
     seen: dict = {}
+    mark_ready("router")
     next_commit = clock.wall() + COMMIT_EVERY_S
     try:
         while not stop.is_set():
@@ -193,7 +195,7 @@ async def run_router(bootstrap: str, core: RouterCore, clock: StackClock, topics
 
 def main(bootstrap: str, policy: str, n_instances: int, profiles: list[str], time_scale: float, seed: int,
          predictor: str, topics: Topics) -> None:
-    from services.worker import install_stop_signals
+    from services.lifecycle import install_stop_signals
 
     core = build_core(policy, n_instances, profiles, seed, predictor)
     clock = StackClock(time_scale)

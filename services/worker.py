@@ -32,8 +32,8 @@ Decisions:
 from __future__ import annotations
 
 import asyncio
+import heapq
 import math
-import signal
 import sys
 from dataclasses import dataclass, field
 
@@ -42,6 +42,7 @@ from aiokafka import TopicPartition
 import protos
 from phaser.errors import PhaserError
 from services.clock import StackClock
+from services.lifecycle import install_stop_signals, mark_ready
 from services.kafka import Publisher, Topics, commit, ensure_topics, fetch, make_producer, start_consumer, stop_consumer
 
 DEFAULT_HEARTBEAT_S = 0.5
@@ -74,59 +75,75 @@ class WorkerCore:
     completed: int = 0
     duplicates: int = 0
     misrouted: int = 0
+    refused: int = 0
 
     def __post_init__(self) -> None:
         if not self.engines:
             raise PhaserError("a worker needs at least one instance")
         if not self.heartbeat_s > 0:
             raise PhaserError(f"--heartbeat-s must be > 0, got {self.heartbeat_s}")
-        self._completed_by: dict[int, int] = {i: 0 for i in self.engines}
+        self._last_added: dict[int, float] = {}
+        self._held: list = []  # heap of (finish_s, seq, RequestRecord) not yet due
+        self._seq = 0
 
-    def on_assignment(self, a: protos.Assignment, partition: int = -1, offset: int = -1) -> bool:
-        """Hand an assignment to its engine. Returns False if it was ignored
-        (duplicate request id, or an instance this worker does not host)."""
+    def on_assignment(self, a: protos.Assignment, partition: int = -1, offset: int = -1) -> str | None:
+        """Hand an assignment to its engine. Returns None when accepted, else why
+        it was not (duplicate request id, an instance this worker does not host,
+        or a request the engine refuses, e.g. larger than its KV cache)."""
         eng = self.engines.get(a.instance)
         if eng is None:
             self.misrouted += 1
-            return False
+            return f"instance {a.instance} is not hosted by this worker"
         rid = a.request.id
         if rid in self._meta or rid in self._done_ids:
             self.duplicates += 1
-            return False
-        t = max(a.decided_s, self.horizon.get(a.instance, -math.inf))
-        eng.add(a.request, t)
+            return "duplicate"
+        t = max(a.decided_s, self.horizon.get(a.instance, -math.inf), self._last_added.get(a.instance, -math.inf))
+        try:
+            eng.add(a.request, t)
+        except PhaserError as e:
+            self.refused += 1
+            return f"refused by instance {a.instance}: {e}"
+        self._last_added[a.instance] = t
         self._meta[rid] = _Meta(a.router_wait_s, a.policy, a.policy_version, partition, offset)
         if offset >= 0:
             self._outstanding.setdefault(partition, {})[offset] = rid
-        return True
+        return None
 
     def step(self, now: float) -> tuple[list[protos.Completion], list[protos.InstanceStatus]]:
-        """Advance every engine to ``now``; return finished requests and, if a
-        heartbeat is due, one status per instance."""
-        out: list[protos.Completion] = []
+        """Advance every engine to ``now``; return the requests whose finish time
+        has passed and, if a heartbeat is due, one status per instance.
+
+        The engine may finish a request up to one iteration after the horizon
+        (``Instance.advance``); such a completion is held until the stack clock
+        reaches its ``finish_s``, so nobody learns of it before the simulated GPU
+        is done."""
         for i, eng in self.engines.items():
             if now > self.horizon.get(i, -math.inf):
                 for rec in eng.advance(now):
-                    m = self._meta.pop(rec.id)
-                    self._done_ids.add(rec.id)
-                    if m.offset >= 0:
-                        self._outstanding[m.partition].pop(m.offset, None)
-                    self._completed_by[i] += 1
-                    self.completed += 1
-                    out.append(rec.to_completion(router_wait_s=m.router_wait_s, policy=m.policy,
-                                                 policy_version=m.policy_version))
+                    self._seq += 1
+                    heapq.heappush(self._held, (rec.finish_s, self._seq, rec))
                 self.horizon[i] = now
+        out: list[protos.Completion] = []
+        while self._held and self._held[0][0] <= now:
+            rec = heapq.heappop(self._held)[2]
+            m = self._meta.pop(rec.id)
+            self._done_ids.add(rec.id)
+            if m.offset >= 0:
+                self._outstanding[m.partition].pop(m.offset, None)
+            self.completed += 1
+            out.append(rec.to_completion(router_wait_s=m.router_wait_s, policy=m.policy, policy_version=m.policy_version))
         statuses: list[protos.InstanceStatus] = []
         if now >= self._next_heartbeat:
-            for i, eng in self.engines.items():
-                s = eng.status(now)
-                statuses.append(s.model_copy(update={"completed": self._completed_by[i]}))
+            statuses = [eng.status(now) for eng in self.engines.values()]
             self._next_heartbeat = now + self.heartbeat_s
         return out, statuses
 
     def next_wake(self) -> float:
         """Stack time of the next thing that needs this worker without a new message."""
         t = min((e.next_event_time() for e in self.engines.values()), default=math.inf)
+        if self._held:
+            t = min(t, self._held[0][0])
         return min(t, self._next_heartbeat)
 
     def commit_positions(self, seen: dict[int, int]) -> dict[int, int]:
@@ -143,6 +160,7 @@ class WorkerCore:
         return len(self._meta)
 
 
+
 def build_engines(instances: list[int], profile: str, chunked_prefill: bool,
                   max_num_batched_tokens: int | None = None, max_num_seqs: int | None = None) -> dict[int, object]:
     from phaser.engine.instance import Instance
@@ -151,16 +169,6 @@ def build_engines(instances: list[int], profile: str, chunked_prefill: bool,
     prof = get_profile(profile)
     return {i: Instance(i, prof, chunked_prefill=chunked_prefill, max_num_batched_tokens=max_num_batched_tokens,
                         max_num_seqs=max_num_seqs) for i in instances}
-
-
-def install_stop_signals(stop: asyncio.Event) -> None:
-    """SIGTERM/SIGINT set ``stop`` so the service flushes and exits cleanly."""
-    loop = asyncio.get_running_loop()
-    for sig in (signal.SIGTERM, signal.SIGINT):
-        try:
-            loop.add_signal_handler(sig, stop.set)
-        except (NotImplementedError, RuntimeError):  # pragma: no cover - non-main thread
-            pass
 
 
 async def run_worker(bootstrap: str, core: WorkerCore, clock: StackClock, topics: Topics = Topics(),
@@ -177,6 +185,7 @@ async def run_worker(bootstrap: str, core: WorkerCore, clock: StackClock, topics
     consumer = await start_consumer(bootstrap, [(name, i) for i in instances], group_id=topics.prefix + "phaser-worker",
                                     client_id="phaser-worker")
     seen: dict[int, int] = {}
+    mark_ready(f"worker-{instances[0]}-{instances[-1]}")
     next_commit = clock.wall() + COMMIT_EVERY_S
     try:
         while not stop.is_set():
@@ -184,7 +193,9 @@ async def run_worker(bootstrap: str, core: WorkerCore, clock: StackClock, topics
             msgs, positions = await fetch(consumer, pub, wait)
             now = clock.now()
             for m in msgs:
-                core.on_assignment(m.msg, m.partition, m.offset)
+                why = core.on_assignment(m.msg, m.partition, m.offset)
+                if why is not None and why != "duplicate":
+                    await pub.dead_letter("assignments", protos.encode(m.msg), why, m.partition, m.offset)
             for tp, nxt in positions.items():
                 seen[tp.partition] = nxt
             completions, statuses = core.step(now)

@@ -1,0 +1,61 @@
+"""phaser up: broker, router, workers, trainer, monitor and load in one command."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import typer
+
+from phaser.cli._stack import ProfileOpt, TimeScaleOpt
+from services.up import UpConfig
+
+
+def register(app: typer.Typer) -> None:
+    d = UpConfig()
+
+    @app.command("up")
+    def up(
+        requests: int = typer.Option(d.requests, "--requests", envvar="PHASER_REQUESTS", help="Number of requests to send."),
+        workload: str = typer.Option(d.workload, "--workload", envvar="PHASER_WORKLOAD",
+                                     help="Workload name or file (see `phaser load --help`)."),
+        rate: float = typer.Option(0.0, "--rate", envvar="PHASER_RATE", min=0.0,
+                                   help="Mean arrival rate, requests per stack second (0 = the workload's own)."),
+        seed: int = typer.Option(d.seed, "--seed", envvar="PHASER_SEED", help="Seed of the workload and the policy."),
+        instances: int = typer.Option(d.instances, "--instances", envvar="PHASER_INSTANCES", min=1, help="Simulated GPU instances."),
+        workers: int = typer.Option(0, "--workers", envvar="PHASER_WORKERS", min=0,
+                                    help="Worker processes to spread the instances over (0 = one per 16 instances)."),
+        profile: str = ProfileOpt,
+        policy: str = typer.Option(d.policy, "--policy", envvar="PHASER_POLICY", help="Routing policy."),
+        predictor: str = typer.Option(d.predictor, "--predictor", envvar="PHASER_PREDICTOR", help="Output-length predictor."),
+        chunked_prefill: bool = typer.Option(False, "--chunked-prefill/--no-chunked-prefill", envvar="PHASER_CHUNKED_PREFILL",
+                                             help="Chunked prefill in every instance."),
+        time_scale: float = TimeScaleOpt,
+        bootstrap: str = typer.Option("", "--bootstrap", envvar="PHASER_BOOTSTRAP",
+                                      help="Use this Kafka instead of starting the embedded broker."),
+        port: int = typer.Option(0, "--port", envvar="PHASER_BROKER_PORT", min=0, help="Embedded broker port (0 = a free one)."),
+        drain_timeout: float = typer.Option(d.drain_timeout_s, "--drain-timeout", envvar="PHASER_DRAIN_TIMEOUT", min=0.1,
+                                            help="Wall seconds without a new completion, after the load, before the rest counts as lost."),
+        monitor: bool = typer.Option(True, "--monitor/--no-monitor", envvar="PHASER_MONITOR",
+                                     help="Run the monitor (plain lines on stderr)."),
+        json_path: Path = typer.Option(None, "--json", help="Also write the summary as JSON to this path."),
+    ):
+        """Run the whole stack, drive the load, print the summary read from `completions`."""
+        import json
+
+        from rich.console import Console
+
+        from services.summary import render
+        from services.up import run_up
+
+        cfg = UpConfig(requests=requests, workload=workload, rate=rate or None, seed=seed, instances=instances,
+                       workers=workers or None, profile=profile, policy=policy, predictor=predictor,
+                       chunked_prefill=chunked_prefill, time_scale=time_scale, bootstrap=bootstrap or None,
+                       port=port or None, drain_timeout_s=drain_timeout, monitor=monitor)
+        summary = run_up(cfg)
+        con = Console()
+        for t in render(summary, title=f"phaser up: {workload}, {policy}, {instances} x {profile}"):
+            con.print(t)
+        if json_path is not None:
+            json_path.write_text(json.dumps(summary, indent=2))
+        if summary["lost"] or summary["duplicates"]:
+            raise typer.Exit(1)

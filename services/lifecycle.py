@@ -1,0 +1,84 @@
+"""Process lifecycle shared by the services and ``phaser up``: clean stop on
+SIGTERM/SIGINT, a readiness signal, and child process groups that are always
+reaped.
+
+Decisions:
+
+* **Readiness** is a file: a service started with ``PHASER_READY_DIR`` set
+  creates ``<dir>/<name>`` once its consumers are positioned. ``phaser up``
+  waits for every child's file before it publishes load, so no request's
+  router wait includes a service's start-up (imports, connections). A file is
+  the simplest signal that works across processes without another port.
+* **Children** run in their own session/process group
+  (``start_new_session``): a terminal's Ctrl-C reaches only ``phaser up``, which
+  then stops each group with SIGTERM, waits ``STOP_GRACE_S``, and SIGKILLs what
+  is left, so nothing a child spawned survives either.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import os
+import signal
+import subprocess
+import sys
+import time
+from dataclasses import dataclass, field
+from pathlib import Path
+
+#: seconds a child gets to flush and exit after SIGTERM before SIGKILL
+STOP_GRACE_S = 5.0
+
+
+def install_stop_signals(stop: asyncio.Event) -> None:
+    """SIGTERM/SIGINT set ``stop`` so the running service flushes and exits cleanly."""
+    loop = asyncio.get_running_loop()
+    for sig in (signal.SIGTERM, signal.SIGINT):
+        try:
+            loop.add_signal_handler(sig, stop.set)
+        except (NotImplementedError, RuntimeError):  # pragma: no cover - non-main thread
+            pass
+
+
+def mark_ready(name: str) -> None:
+    """Create ``$PHASER_READY_DIR/<name>`` if the variable is set."""
+    d = os.environ.get("PHASER_READY_DIR")
+    if d:
+        Path(d, name).touch()
+
+
+@dataclass
+class Children:
+    """Child processes, each in its own process group; ``stop_all`` reaps them."""
+
+    procs: dict[str, subprocess.Popen] = field(default_factory=dict)
+
+    def spawn(self, name: str, argv: list[str], env: dict | None = None, stdout=None, stderr=None) -> subprocess.Popen:
+        p = subprocess.Popen(argv, start_new_session=True, stdin=subprocess.DEVNULL,
+                             stdout=stdout, stderr=stderr, env={**os.environ, **(env or {})})
+        self.procs[name] = p
+        return p
+
+    def dead(self) -> list[tuple[str, int]]:
+        """Children that exited, with their exit codes."""
+        return [(n, p.returncode) for n, p in self.procs.items() if p.poll() is not None]
+
+    def stop_all(self, grace_s: float = STOP_GRACE_S) -> None:
+        for p in self.procs.values():
+            _signal_group(p, signal.SIGTERM)
+        deadline = time.monotonic() + grace_s
+        for name, p in self.procs.items():
+            try:
+                p.wait(timeout=max(0.0, deadline - time.monotonic()))
+            except subprocess.TimeoutExpired:
+                print(f"{name} did not stop in {grace_s}s; killing it", file=sys.stderr)
+            _signal_group(p, signal.SIGKILL)  # whatever the child left in its group
+            p.wait()
+        self.procs.clear()
+
+
+def _signal_group(p: subprocess.Popen, sig: int) -> None:
+    try:
+        os.killpg(p.pid, sig)  # pid == pgid: start_new_session
+    except (ProcessLookupError, PermissionError):
+        pass

@@ -1,0 +1,195 @@
+"""``phaser up``: the whole stack in one command.
+
+Starts the embedded broker (unless ``--bootstrap``), creates the topics, starts
+the router, the workers, the trainer (when the ``trainer`` subcommand exists)
+and the monitor as separate processes, waits until each says it is ready,
+drives the load with ``load_generator.publisher``, collects ``completions`` until
+every request came back or nothing arrived for ``drain_timeout_s`` wall
+seconds, stops every child, and returns the summary (``services.summary``).
+
+Decisions:
+
+* The embedded broker listens on a free port unless ``--port`` is given, so
+  ``phaser up`` never collides with a broker (or a previous run) on 9092.
+* With ``--bootstrap`` (a shared, persistent Kafka) and no ``--topic-prefix``,
+  the run gets a unique prefix ``up-<8 hex>-`` so an earlier run's records
+  cannot be mistaken for this one's.
+* Workers: ``INSTANCES_PER_WORKER`` instances per process (16: 64 instances =
+  4 processes on 2 cores, leaving the cores to the engines, not to idle
+  interpreters); ``--workers`` overrides.
+* Children are started as ``python -m phaser.cli.main <subcommand> ...`` with
+  the same interpreter, so they use the same installation as ``phaser up``.
+* The load is published only after every child is ready (see
+  ``services.lifecycle``), so start-up time never shows up as router wait.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import math
+import shutil
+import sys
+import tempfile
+import time
+import uuid
+from dataclasses import dataclass
+from pathlib import Path
+
+from phaser.errors import PhaserError
+from services.kafka import Topics, ensure_topics, fetch, make_producer, start_consumer, stop_consumer, Publisher
+from services.lifecycle import Children
+from services.summary import Tally
+
+INSTANCES_PER_WORKER = 16
+READY_TIMEOUT_S = 60.0
+
+
+@dataclass
+class UpConfig:
+    requests: int = 1000
+    workload: str = "paper-mix"
+    rate: float | None = None
+    seed: int = 0
+    instances: int = 4
+    workers: int | None = None
+    profile: str = "v100-llama2-7b"
+    policy: str = "round-robin"
+    predictor: str = "online"
+    chunked_prefill: bool = False
+    heartbeat_s: float = 0.5
+    time_scale: float = 10.0
+    bootstrap: str | None = None
+    port: int | None = None
+    topic_prefix: str | None = None
+    drain_timeout_s: float = 30.0
+    monitor: bool = True
+    monitor_interval_s: float = 5.0
+
+
+def trainer_available() -> bool:
+    from phaser.cli.main import app
+
+    return any(c.name == "trainer" for c in app.registered_commands)
+
+
+def worker_ranges(n_instances: int, workers: int | None) -> list[tuple[int, int]]:
+    """Split ``0..n-1`` into contiguous ranges, one per worker process."""
+    w = workers or math.ceil(n_instances / INSTANCES_PER_WORKER)
+    if not 1 <= w <= n_instances:
+        raise PhaserError(f"--workers must be between 1 and --instances ({n_instances}), got {w}")
+    base, extra = divmod(n_instances, w)
+    out, lo = [], 0
+    for k in range(w):
+        hi = lo + base + (1 if k < extra else 0)
+        out.append((lo, hi - 1))
+        lo = hi
+    return out
+
+
+def child_commands(cfg: UpConfig, bootstrap: str, prefix: str) -> dict[str, list[str]]:
+    """name -> argv of every child process (the one place that lists them)."""
+    py = [sys.executable, "-m", "phaser.cli.main"]
+    common = ["--bootstrap", bootstrap, "--topic-prefix", prefix]
+    clocked = common + ["--time-scale", repr(cfg.time_scale)]
+    cmds = {"router": py + ["router", "--policy", cfg.policy, "--instances", str(cfg.instances), "--profile", cfg.profile,
+                            "--predictor", cfg.predictor, "--seed", str(cfg.seed)] + clocked}
+    for lo, hi in worker_ranges(cfg.instances, cfg.workers):
+        cmds[f"worker-{lo}-{hi}"] = py + ["worker", "--instances", f"{lo}-{hi}", "--partitions", str(cfg.instances),
+                                          "--profile", cfg.profile, "--heartbeat-s", repr(cfg.heartbeat_s),
+                                          "--chunked-prefill" if cfg.chunked_prefill else "--no-chunked-prefill"] + clocked
+    if trainer_available():
+        cmds["trainer"] = py + ["trainer"] + common
+    if cfg.monitor:
+        cmds["monitor"] = py + ["monitor", "--interval", repr(cfg.monitor_interval_s)] + common
+    return cmds
+
+
+def _wait_ready(ready_dir: Path, names: list[str], children: Children, timeout_s: float) -> None:
+    deadline = time.monotonic() + timeout_s
+    while time.monotonic() < deadline:
+        dead = children.dead()
+        if dead:
+            raise PhaserError("stack child exited during start-up: " + ", ".join(f"{n} (code {c})" for n, c in dead))
+        if all((ready_dir / n).exists() for n in names):
+            return
+        time.sleep(0.05)
+    missing = [n for n in names if not (ready_dir / n).exists()]
+    raise PhaserError(f"stack not ready after {timeout_s:.0f}s: {', '.join(missing)} did not start")
+
+
+async def _drive_and_collect(cfg: UpConfig, requests: list, bootstrap: str, topics: Topics, children: Children) -> Tally:
+    from load_generator.publisher import publish
+
+    tally = Tally({r.id for r in requests}, cfg.instances)
+    consumer = await start_consumer(bootstrap, [(topics.name("completions"), 0)], group_id=None, client_id="phaser-up")
+    producer = make_producer(bootstrap, client_id="phaser-up")
+    await producer.start()
+    pub = Publisher(producer, topics, source="up")
+    load = asyncio.ensure_future(publish(requests, bootstrap=bootstrap, time_scale=cfg.time_scale,
+                                         topic=topics.name("requests")))
+    last_progress = time.monotonic()
+    try:
+        while True:
+            msgs, _ = await fetch(consumer, pub, 0.2)
+            for m in msgs:
+                tally.add(m.msg)
+            if msgs:
+                last_progress = time.monotonic()
+            if load.done():
+                load.result()  # a failed publish is an error of the run
+                if tally.done or time.monotonic() - last_progress > cfg.drain_timeout_s:
+                    break
+            else:
+                last_progress = time.monotonic()
+            dead = [(n, c) for n, c in children.dead() if n != "monitor"]
+            if dead:
+                print("stack child died: " + ", ".join(f"{n} (code {c})" for n, c in dead) + "; stopping", file=sys.stderr)
+                break
+    finally:
+        if not load.done():
+            load.cancel()
+            await asyncio.gather(load, return_exceptions=True)
+        await pub.flush()
+        await producer.stop()
+        await stop_consumer(consumer)
+    return tally
+
+
+def run_up(cfg: UpConfig) -> dict:
+    """Run the stack end to end; returns the summary dict (see ``services.summary``)."""
+    from load_generator.registry import load_workload
+    from services.broker import EmbeddedBroker, free_port
+
+    if cfg.requests < 1:
+        raise PhaserError(f"--requests must be >= 1, got {cfg.requests}")
+    requests = load_workload(cfg.workload, n=cfg.requests, rate=cfg.rate, seed=cfg.seed)
+    prefix = cfg.topic_prefix if cfg.topic_prefix is not None else ("" if cfg.bootstrap is None else f"up-{uuid.uuid4().hex[:8]}-")
+    topics = Topics(prefix)
+    children = Children()
+    broker = None
+    ready_dir = Path(tempfile.mkdtemp(prefix="phaser-up-"))
+    t0 = time.monotonic()
+    try:
+        if cfg.bootstrap is None:
+            broker = EmbeddedBroker(port=cfg.port or free_port(), schemas=not prefix).start()
+            bootstrap = broker.bootstrap
+        else:
+            bootstrap = cfg.bootstrap
+        asyncio.run(ensure_topics(bootstrap, cfg.instances, topics))
+        cmds = child_commands(cfg, bootstrap, prefix)
+        for name, argv in cmds.items():
+            out = sys.stderr if name == "monitor" else None
+            children.spawn(name, argv, env={"PHASER_READY_DIR": str(ready_dir)}, stdout=out)
+        _wait_ready(ready_dir, [n for n in cmds if n != "trainer"], children, READY_TIMEOUT_S)
+        t_load = time.monotonic()
+        tally = asyncio.run(_drive_and_collect(cfg, requests, bootstrap, topics, children))
+        summary = tally.summary()
+        summary.update({"workload": cfg.workload, "policy": cfg.policy, "instances": cfg.instances, "profile": cfg.profile,
+                        "time_scale": cfg.time_scale, "seed": cfg.seed, "startup_wall_s": round(t_load - t0, 3),
+                        "run_wall_s": round(time.monotonic() - t_load, 3)})
+        return summary
+    finally:
+        children.stop_all()
+        if broker is not None:
+            broker.stop()
+        shutil.rmtree(ready_dir, ignore_errors=True)
