@@ -1,0 +1,78 @@
+"""docker-compose.yml cannot be run here (no Docker engine), so check it
+statically: every service's command is a real `phaser` subcommand whose options
+and environment parse, Kafka is KRaft with a healthcheck, and the checkpoint
+volume is shared by trainer and router."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import pytest
+import typer
+import yaml
+from typer.main import get_command
+
+from phaser.cli.main import app
+
+ROOT = Path(__file__).resolve().parents[2]
+COMPOSE = yaml.safe_load((ROOT / "docker-compose.yml").read_text())
+SERVICES = COMPOSE["services"]
+PHASER_SERVICES = sorted(n for n, s in SERVICES.items() if s.get("command", [None])[0] == "phaser")
+
+
+def _cli():
+    return get_command(app)
+
+
+def _all_envvars(group) -> set[str]:
+    out = set()
+    for cmd in group.commands.values():
+        for p in cmd.params:
+            ev = getattr(p, "envvar", None)
+            out |= {ev} if isinstance(ev, str) else set(ev or ())
+    return out
+
+
+def test_compose_has_the_whole_stack():
+    assert {"kafka", "router", "trainer", "monitor", "load"} <= set(SERVICES)
+    assert any(n.startswith("worker") for n in SERVICES)
+    kafka = SERVICES["kafka"]
+    assert kafka["image"].startswith("apache/kafka:")
+    assert "controller" in kafka["environment"]["KAFKA_PROCESS_ROLES"]  # KRaft, no ZooKeeper
+    assert "healthcheck" in kafka
+    for name in PHASER_SERVICES:
+        assert SERVICES[name]["depends_on"]["kafka"]["condition"] == "service_healthy"
+        assert SERVICES[name]["environment"]["PHASER_BOOTSTRAP"] == "kafka:9092"
+    vols = {n: [v.split(":")[0] for v in SERVICES[n].get("volumes", [])] for n in ("router", "trainer")}
+    assert "checkpoints" in vols["router"] and "checkpoints" in vols["trainer"] and "checkpoints" in COMPOSE["volumes"]
+    assert SERVICES["load"]["restart"] == "no"  # one-shot
+
+
+@pytest.mark.parametrize("name", PHASER_SERVICES)
+def test_service_command_parses(name, monkeypatch):
+    svc = SERVICES[name]
+    group = _cli()
+    _, sub, *args = svc["command"]
+    assert sub in group.commands, f"{name}: `phaser {sub}` is not a subcommand"
+    for k, v in svc["environment"].items():
+        monkeypatch.setenv(k, str(v))
+    cmd = group.commands[sub]
+    ctx = cmd.make_context(f"phaser {sub}", list(args))  # parses options and env vars; raises on a bad one
+    assert ctx.params
+
+
+def test_every_env_var_in_compose_is_read_by_some_option():
+    known = _all_envvars(_cli())
+    used = {k for s in SERVICES.values() for k in (s.get("environment") or {}) if k.startswith("PHASER_")}
+    assert used and used <= known, f"unknown PHASER_ variables: {sorted(used - known)}"
+
+
+def test_worker_ranges_cover_the_cluster_once():
+    from phaser.cli._common import parse_instances
+
+    hosted = []
+    for n, s in SERVICES.items():
+        if s.get("command", [None, None])[1] == "worker":
+            hosted += parse_instances(s["environment"]["PHASER_WORKER_INSTANCES"])
+            assert "4" == s["command"][s["command"].index("--partitions") + 1]
+    assert sorted(hosted) == list(range(int(COMPOSE["x-phaser"]["environment"]["PHASER_INSTANCES"])))
