@@ -146,6 +146,8 @@ class Env(Protocol):
 
     def step(self, action: int) -> tuple[np.ndarray, float, bool, dict]: ...
 
+    def action_mask(self) -> np.ndarray: ...
+
 
 @dataclass
 class EpisodeStats:
@@ -212,9 +214,13 @@ def train(make_env: Callable[[], Env], cfg: DQNConfig, episodes: int, seed: int,
     while active.any():
         # ε-greedy, one batched forward pass for every env in lock-step
         eps = cfg.epsilon(finished)
-        greedy = np.asarray(q_values(params, obs)).argmax(axis=1)
+        # (WAIT is masked where the env's starvation guard forbids it)
+        mask = np.stack([env.action_mask() for env in envs])
+        greedy = np.where(mask, np.asarray(q_values(params, obs)), -np.inf).argmax(axis=1)
         explore = rng.random(n_envs) < eps
-        actions = np.where(explore, rng.integers(0, n_actions, n_envs), greedy)
+        random_a = rng.integers(0, n_actions, n_envs)
+        random_a = np.where(mask[np.arange(n_envs), random_a], random_a, rng.integers(0, n_actions - 1, n_envs))
+        actions = np.where(explore, random_a, greedy)
 
         for j in np.flatnonzero(active):
             next_obs, reward, done, info = envs[j].step(int(actions[j]))

@@ -49,9 +49,18 @@ import numpy as np
 from phaser.policies.mixing import penalties
 from phaser.rl.features import Encoder, FeatureSpec
 from phaser.rl.hurl import regret
+from phaser.rl.policy import wait_allowed
 
 #: The paper's router tick (seconds): the reward's time unit.
 TICK_S = 0.02
+
+
+def reward_parts(s0, s1, dt, completed, bonus: float, regret_ticks=0.0, mixing_weight: float = 0.0):
+    """The step reward's terms before ``reward_scale``: (progress, bonus, mixing).
+
+    Works on floats or numpy arrays alike; shared by ``RouterEnv.step`` and the
+    online trainer (``policy_trainer.transitions``) so both optimise one reward."""
+    return -0.5 * (s0 + s1) * dt / TICK_S, bonus * completed, -mixing_weight * regret_ticks
 
 
 class RouterEnv:
@@ -97,9 +106,8 @@ class RouterEnv:
         t0, s0 = self._t, self._S
         obs, done = self._next()
         dt = self._t - t0
-        progress = -0.5 * (s0 + self._S) * dt / TICK_S
-        bonus = self.bonus * self._completed
-        mixing = -self.mixing_weight * reg if self.variant == "rl-aware" else 0.0
+        progress, bonus, mixing = reward_parts(s0, self._S, dt, self._completed, self.bonus, reg,
+                                               self.mixing_weight if self.variant == "rl-aware" else 0.0)
         self._ret_parts["progress"] += progress
         self._ret_parts["bonus"] += bonus
         self._ret_parts["mixing"] += mixing
@@ -107,6 +115,14 @@ class RouterEnv:
         if done:
             info["episode"] = dict(self._ret_parts, **self.sim.summary_dict())
         return obs, (progress + bonus + mixing) * self.scale, done, info
+
+    def action_mask(self) -> np.ndarray:
+        """Allowed actions now: every instance, and WAIT unless the job waited
+        ``MAX_WAIT_S`` already (the same starvation guard as ``RLPolicy``)."""
+        m = np.ones(self.n_actions, bool)
+        if self._job is not None and not wait_allowed(self._job, self._view):
+            m[-1] = False
+        return m
 
     # -- internals --------------------------------------------------------------
     def _next(self, first: bool = False) -> tuple[np.ndarray, bool]:

@@ -11,6 +11,13 @@ live router, so a trained network drops into ``phaser router --policy rl
 --checkpoint PATH`` unchanged. ``last_features`` exposes what the policy saw
 (the router publishes it with the assignment). ``epsilon`` > 0 makes it
 ε-greedy with its own seeded RNG (used only for exploration; 0 by default).
+
+Starvation guard: a learnt policy could answer WAIT for ever (an untrained
+network often does), which would stall the router queue. WAIT is therefore
+masked once the job has waited ``max_wait_s`` (default 10 s — about five times
+the 2.05 s mean router wait the paper reports for its guided router, so it
+never binds for a sensible policy); the best instance is taken instead. The RL
+environment applies the same mask during training (``wait_allowed``).
 """
 
 from __future__ import annotations
@@ -21,10 +28,18 @@ from phaser.rl.checkpoint import Checkpoint, check_compatible, load_checkpoint
 from phaser.rl.features import Encoder, FeatureSpec
 from phaser.rl.inference import forward_np
 
+MAX_WAIT_S = 10.0
+
+
+def wait_allowed(job, view, max_wait_s: float = MAX_WAIT_S) -> bool:
+    """WAIT is allowed while the job has waited less than ``max_wait_s``."""
+    return view.now - job.arrival_s < max_wait_s
+
 
 class RLPolicy:
     def __init__(self, params: dict[str, np.ndarray], arch: str, n_hidden: int, spec: FeatureSpec,
-                 name: str = "rl", version: int = 0, seed: int = 0, epsilon: float = 0.0):
+                 name: str = "rl", version: int = 0, seed: int = 0, epsilon: float = 0.0,
+                 max_wait_s: float = MAX_WAIT_S):
         self.name = name
         self.version = version
         self.n = spec.n_instances
@@ -33,6 +48,7 @@ class RLPolicy:
         self.params = {k: np.asarray(v, np.float32) for k, v in params.items()}
         self.encoder = Encoder(spec)
         self.epsilon = epsilon
+        self.max_wait_s = max_wait_s
         self._rng = np.random.default_rng(seed)
         self.last_features: list[float] | None = None
         self.last_action: int = -1
@@ -53,9 +69,10 @@ class RLPolicy:
     def decide(self, job, view) -> int | None:
         x = self.encoder(job, view)
         self.last_features = x.tolist()
+        n_choices = self.n + 1 if wait_allowed(job, view, self.max_wait_s) else self.n
         if self.epsilon > 0.0 and self._rng.random() < self.epsilon:
-            a = int(self._rng.integers(0, self.n + 1))
+            a = int(self._rng.integers(0, n_choices))
         else:
-            a = int(np.argmax(self.q_values(x)))
+            a = int(np.argmax(self.q_values(x)[:n_choices]))
         self.last_action = a
         return None if a == self.n else a

@@ -47,24 +47,18 @@ EVAL_SEED_BASE = 100
 NOT_CANDIDATES = ("random",)
 
 
-# --- the scenario as simulator runs -------------------------------------------
+# --- the scenario as simulator runs (the bench's own workload and cluster set-up) ---
 
-def scenario_requests(sc: Scenario, seed: int, n_requests: int | None = None):
+def scenario_requests(sc: Scenario, seed: int, n_requests: int | None = None) -> list:
     from load_generator import load_workload
 
-    return load_workload(sc.workload, n=n_requests or sc.n_requests, rate=sc.rate, seed=seed)
-
-
-def sim_config(sc: Scenario):
-    from phaser.sim import SimConfig
-
-    return SimConfig(profiles=[sc.profile] * sc.instances, chunked_prefill=sc.chunked_prefill,
-                     max_num_batched_tokens=sc.max_num_batched_tokens)
+    return list(load_workload(sc.workload, n=n_requests or sc.n_requests, rate=sc.rate, seed=seed))
 
 
 def make_sim_factory(sc: Scenario, n_requests: int | None = None) -> Callable[[int], object]:
     """seed → a fresh steppable ``ClusterSim`` on that seed's workload draw."""
-    from phaser.predictor.length import CrossFitted
+    from phaser.bench.runner import sim_config
+    from phaser.predictor import CrossFitted
     from phaser.sim import ClusterSim
 
     cfg = sim_config(sc)
@@ -79,7 +73,8 @@ def make_sim_factory(sc: Scenario, n_requests: int | None = None) -> Callable[[i
 def evaluate(sc: Scenario, policy_factory: Callable[[int], object], seeds: list[int],
              n_requests: int | None = None) -> list[float]:
     """Mean E2E of ``policy_factory(seed)`` on each workload seed."""
-    from phaser.predictor.length import CrossFitted
+    from phaser.bench.runner import sim_config
+    from phaser.predictor import CrossFitted
     from phaser.sim import simulate
 
     cfg = sim_config(sc)
