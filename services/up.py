@@ -125,8 +125,8 @@ async def _drive_and_collect(cfg: UpConfig, requests: list, bootstrap: str, topi
     producer = make_producer(bootstrap, client_id="phaser-up")
     await producer.start()
     pub = Publisher(producer, topics, source="up")
-    load = asyncio.ensure_future(publish(requests, bootstrap=bootstrap, time_scale=cfg.time_scale,
-                                         topic=topics.name("requests")))
+    load = asyncio.ensure_future(publish(requests, bootstrap, cfg.time_scale, topics=topics,
+                                         idempotent=cfg.bootstrap is not None))
     last_progress = time.monotonic()
     try:
         while True:
