@@ -67,14 +67,14 @@ def resolve_policies(spec: str) -> list[str]:
 def load_requests(sc: Scenario, seed: int, rate: float | None = None) -> list:
     from load_generator.registry import load_workload
 
-    return list(load_workload(sc.workload, n=sc.n_requests, rate=rate if rate is not None else sc.rate,
-                              seed=seed).requests)
+    w = load_workload(sc.workload, n=sc.n_requests, rate=rate if rate is not None else sc.rate, seed=seed)
+    return list(getattr(w, "requests", w))
 
 
 def sim_config(sc: Scenario, heartbeat_delay_s: float | None = None):
     from phaser.sim import SimConfig
 
-    kw = dict(profiles=[sc.profile] * sc.instances, chunked_prefill=sc.chunked_prefill,
+    kw = dict(profiles=tuple([sc.profile] * sc.instances), chunked_prefill=sc.chunked_prefill,
               max_num_batched_tokens=sc.max_num_batched_tokens)
     if heartbeat_delay_s is not None:
         kw["heartbeat_delay_s"] = heartbeat_delay_s

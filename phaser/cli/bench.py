@@ -132,7 +132,7 @@ def register(app: typer.Typer) -> None:
         rates = _rates(rate)
         seeds = list(range(seed, seed + repeat))
         console = Console(stderr=True)
-        out = Console()
+        out = Console(width=max(200, Console().width))
         if capacity:
             _capacity(scs, pols, seeds[0], rates, options_for, slo_ttft_p99, slo_tbt_p99, json_path, out, console)
             return
