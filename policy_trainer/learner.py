@@ -1,0 +1,117 @@
+"""The online learner: the offline Double-DQN update step, fed from the stream.
+
+Everything that learns is ``phaser.rl``'s: the Q-network (``network.build``),
+the optimiser (``dqn.make_optimizer``), the jitted Huber/Double-DQN update
+(``dqn.make_update``) and the replay buffer. This module only decides *when*
+to call them on streamed transitions:
+
+* **Start** from a checkpoint (its config, weights and variant are kept) or
+  from scratch (``DQNConfig()`` defaults, weights from ``seed``).
+* **Learning ratio**: one update per ``cfg.train_every`` new transitions, as
+  offline (4 by default), once the replay holds ``cfg.learning_starts``; from a
+  checkpoint the warm-up is one batch (the network is already trained).
+  Updates per call are capped (``max_updates``) so a burst of transitions
+  cannot stall the consumer; the deficit is carried over.
+* **Target network** synced every ``cfg.target_update_every`` updates, as offline.
+* **λ = 1, h = 0**: HuRL's blend has decayed away online (see
+  ``policy_trainer.transitions``), so the target is plain Double DQN.
+"""
+
+from __future__ import annotations
+
+from dataclasses import replace
+
+import numpy as np
+
+from phaser.rl.checkpoint import Checkpoint, spec_metadata
+from phaser.rl.features import FeatureSpec
+from policy_trainer.transitions import TransitionBatch
+
+
+class OnlineLearner:
+    def __init__(self, n_instances: int, checkpoint: Checkpoint | None = None, seed: int = 0,
+                 max_updates: int = 64, buffer_size: int | None = None):
+        import jax
+
+        from phaser.rl import dqn, network
+        from phaser.rl.replay import ReplayBuffer
+
+        self.n = n_instances
+        self.spec = FeatureSpec(n_instances)
+        if checkpoint is not None:
+            cfg = dqn.DQNConfig.from_dict(checkpoint.metadata["config"])
+            self.parent = checkpoint.version
+            self.base_meta = {k: v for k, v in checkpoint.metadata.items()
+                              if k not in ("checksum", "version", "format", "stats", "feature_spec")}
+        else:
+            cfg = dqn.DQNConfig()
+            self.parent = 0
+            self.base_meta = {"variant": cfg.variant, "arch": cfg.arch}
+        if buffer_size is not None:
+            cfg = replace(cfg, buffer_size=buffer_size)
+        self.cfg = cfg
+        self.q_net = network.build(cfg.arch, n_instances, cfg.hidden)
+        if checkpoint is not None:
+            self.params = network.unflatten(checkpoint.params)
+            self.learning_starts = cfg.batch_size
+        else:
+            self.params = network.init_params(self.q_net, n_instances, jax.random.PRNGKey(seed))
+            self.learning_starts = cfg.learning_starts
+        self.target_params = self.params
+        self.tx = dqn.make_optimizer(cfg)
+        self.opt_state = self.tx.init(self.params)
+        self._update = dqn.make_update(self.q_net, cfg, self.tx)
+        self._flatten = network.flatten
+        self.replay = ReplayBuffer(cfg.buffer_size, self.spec.size)
+        self.rng = np.random.default_rng(seed)
+        self.max_updates = max_updates
+        self.transitions = 0
+        self.updates = 0
+        self._owed = 0.0
+        self.last_loss = float("nan")
+        self.last_q = float("nan")
+        self.reward_sum = 0.0
+
+    @property
+    def obs_dim(self) -> int:
+        return self.spec.size
+
+    def add(self, batch: TransitionBatch) -> None:
+        for i in range(len(batch)):
+            self.replay.add(batch.obs[i], int(batch.action[i]), float(batch.reward[i]), batch.next_obs[i], False, 0.0)
+        self.transitions += len(batch)
+        self.reward_sum += float(batch.reward.sum())
+        self._owed += len(batch) / self.cfg.train_every
+
+    def train(self) -> int:
+        """Run the updates owed by the transitions added so far (capped); returns how many ran."""
+        if self.replay.size < self.learning_starts:
+            self._owed = 0.0
+            return 0
+        n = min(int(self._owed), self.max_updates)
+        self._owed -= n
+        cfg = self.cfg
+        for _ in range(n):
+            b = self.replay.sample(self.rng, cfg.batch_size)
+            self.params, self.opt_state, loss, q = self._update(
+                self.params, self.target_params, self.opt_state, b.obs, b.action, b.reward, b.next_obs,
+                b.done, b.h, 1.0)
+            self.updates += 1
+            if self.updates % cfg.target_update_every == 0:
+                self.target_params = self.params
+        if n:
+            self.last_loss, self.last_q = float(loss), float(q)
+        return n
+
+    def snapshot(self, extra_stats: dict | None = None) -> tuple[dict[str, np.ndarray], dict]:
+        """(flat params, metadata) in ``phaser train``'s checkpoint format."""
+        meta = dict(self.base_meta)
+        meta.update({
+            "n_instances": self.n, "feature_spec": spec_metadata(self.spec), "config": self.cfg.to_dict(),
+            "source": "online", "parent_version": self.parent,
+            "stats": {"transitions": self.transitions, "updates": self.updates,
+                      "loss": None if self.last_loss != self.last_loss else round(self.last_loss, 6),
+                      "q_mean": None if self.last_q != self.last_q else round(self.last_q, 6),
+                      "reward_mean": round(self.reward_sum / max(1, self.transitions), 6), **(extra_stats or {})},
+        })
+        return self._flatten(self.params), meta

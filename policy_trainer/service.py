@@ -1,0 +1,221 @@
+"""``phaser trainer``: learn the routing policy online from the stream.
+
+``TrainerCore`` is the functional core (time passed in, the store injected):
+messages in → ``Joiner`` (exactly-once pairs) → ``TransitionBuilder`` (the
+offline reward) → ``OnlineLearner`` (the offline update step) → every
+``publish_every_updates`` updates or ``publish_every_s`` seconds, a new
+checkpoint version in the store and a ``PolicyUpdate(kind="published")`` for
+the routers, which canary it (``services.policy_swap``). The output-length
+predictor learns from every completion (``LengthPredictor.update``) and is
+saved inside each version's metadata, so it is versioned, checksummed and
+rolled back together with the network it was trained alongside.
+
+``run_trainer`` is the Kafka shell: all partitions of ``assignments`` plus
+``completions`` and ``instance-status``, explicit assignment, group commits.
+Ingest and learning share one loop, but learning per loop is capped
+(``OnlineLearner.max_updates``), so a burst is ingested first and learnt from
+over the next loops; ``stats()`` reports ingest rate and consumer lag (time
+since the newest record read was produced, and offsets behind the high
+watermark the broker reports — which lags on tansu, see ``services.broker``).
+
+``--freeze`` keeps consuming and joining (stats stay live) but neither learns
+nor publishes.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import sys
+import time
+from dataclasses import dataclass, field
+
+from phaser.errors import PhaserError
+from policy_trainer.joiner import Joiner
+from policy_trainer.learner import OnlineLearner
+from policy_trainer.store import CheckpointStore
+from policy_trainer.transitions import TransitionBuilder
+from protos.messages import Assignment, Completion, InstanceStatus, PolicyUpdate
+
+log = logging.getLogger("phaser.trainer")
+
+
+@dataclass
+class TrainerCore:
+    learner: OnlineLearner
+    store: CheckpointStore
+    joiner: Joiner = field(default_factory=Joiner)
+    builder: TransitionBuilder | None = None
+    predictor: object | None = None  # phaser.predictor.length.LengthPredictor
+    publish_every_updates: int = 500
+    publish_every_s: float = 30.0
+    freeze: bool = False
+    published: list[int] = field(default_factory=list)
+    events: int = 0
+    _updates_at_publish: int = 0
+    _last_publish_wall: float | None = None
+
+    def __post_init__(self) -> None:
+        if self.publish_every_updates < 1 or self.publish_every_s <= 0:
+            raise PhaserError("--publish-every-updates must be >= 1 and --publish-every-s > 0")
+        if self.builder is None:
+            self.builder = TransitionBuilder.for_config(self.learner.obs_dim, self.learner.cfg)
+
+    def on_message(self, msg, now_s: float) -> None:
+        self.events += 1
+        if isinstance(msg, Assignment):
+            j = self.joiner.add_assignment(msg, now_s)
+        elif isinstance(msg, Completion):
+            j = self.joiner.add_completion(msg, now_s)
+        elif isinstance(msg, InstanceStatus):
+            self.joiner.add_status(msg)
+            return
+        else:
+            return
+        if j is None:
+            return
+        self.builder.add(j)
+        if self.predictor is not None:
+            c = j.completion
+            self.predictor.update(c.prompt_tokens, c.task, c.output_tokens)
+
+    def step(self, now_s: float, wall_s: float) -> PolicyUpdate | None:
+        """Expire stale halves, build settled transitions, learn, maybe publish."""
+        if self._last_publish_wall is None:
+            self._last_publish_wall = wall_s
+        self.joiner.expire(now_s)
+        batch = self.builder.ready(now_s)
+        if self.freeze:
+            return None
+        if batch is not None:
+            self.learner.add(batch)
+        self.learner.train()
+        new = self.learner.updates - self._updates_at_publish
+        if new <= 0:
+            return None
+        if new >= self.publish_every_updates or wall_s - self._last_publish_wall >= self.publish_every_s:
+            return self.publish(now_s, wall_s)
+        return None
+
+    def publish(self, now_s: float, wall_s: float) -> PolicyUpdate:
+        params, meta = self.learner.snapshot({"events": self.events, **{f"join_{k}": v for k, v in self.joiner.counters.as_dict().items()}})
+        if self.predictor is not None:
+            meta["predictor"] = self.predictor.to_dict()
+        version, path, checksum = self.store.publish(params, meta)
+        self._updates_at_publish = self.learner.updates
+        self._last_publish_wall = wall_s
+        self.published.append(version)
+        s = meta["stats"]
+        stats = {"updates": float(s["updates"]), "transitions": float(s["transitions"]),
+                 "reward_mean": float(s["reward_mean"]), "parent_version": float(meta["parent_version"])}
+        if s["loss"] is not None:
+            stats["loss"] = float(s["loss"])
+        log.info("published v%d (%d updates)", version, s["updates"])
+        return PolicyUpdate(kind="published", version=version, path=str(path), checksum=checksum,
+                            reason=f"online: {s['updates']} updates on {s['transitions']} transitions",
+                            ts_s=max(0.0, now_s), stats=stats)
+
+    def stats(self) -> dict[str, float]:
+        out = {"events": float(self.events), "transitions": float(self.learner.transitions),
+               "updates": float(self.learner.updates), "pending_decisions": float(self.builder.pending),
+               "pending_joins": float(self.joiner.pending), "published": float(len(self.published))}
+        out.update({f"join_{k}": v for k, v in self.joiner.counters.as_dict().items()})
+        return out
+
+
+def build_core(store_dir: str, n_instances: int, checkpoint: str | None, seed: int, *, publish_every_updates: int,
+               publish_every_s: float, freeze: bool, settle_s: float) -> TrainerCore:
+    """Start from ``--checkpoint``, else the store's current version, else from scratch."""
+    from phaser.predictor.length import LengthPredictor
+    from phaser.rl.checkpoint import check_compatible, load_checkpoint
+
+    store = CheckpointStore(store_dir)
+    ckpt = None
+    if checkpoint:
+        ckpt = load_checkpoint(checkpoint)
+    elif store.pointer().version is not None:
+        ckpt = store.load(store.pointer().version)
+    if ckpt is not None:
+        check_compatible(ckpt, n_instances)
+    learner = OnlineLearner(n_instances, ckpt, seed=seed)
+    predictor = LengthPredictor.from_dict(ckpt.metadata["predictor"]) if ckpt and "predictor" in ckpt.metadata else LengthPredictor()
+    builder = TransitionBuilder.for_config(learner.obs_dim, learner.cfg, settle_s=settle_s)
+    return TrainerCore(learner, store, builder=builder, predictor=predictor, publish_every_updates=publish_every_updates,
+                       publish_every_s=publish_every_s, freeze=freeze)
+
+
+async def run_trainer(bootstrap: str, core: TrainerCore, clock, n_instances: int, topics=None,
+                      stop: asyncio.Event | None = None, report_every_s: float = 10.0,
+                      on_report=None) -> TrainerCore:
+    """The Kafka loop; runs until ``stop`` is set."""
+    from aiokafka import TopicPartition
+
+    from services.kafka import Publisher, Topics, commit, ensure_topics, fetch, make_producer, start_consumer, stop_consumer
+
+    topics = topics or Topics()
+    stop = stop or asyncio.Event()
+    await ensure_topics(bootstrap, n_instances, topics)
+    producer = make_producer(bootstrap, client_id="phaser-trainer")
+    await producer.start()
+    pub = Publisher(producer, topics, source="trainer", clock_now=clock.now)
+    parts = [(topics.name("assignments"), p) for p in range(n_instances)]
+    parts += [(topics.name("completions"), 0), (topics.name("instance-status"), 0)]
+    consumer = await start_consumer(bootstrap, parts, group_id=topics.prefix + "phaser-trainer", client_id="phaser-trainer")
+    tps = [TopicPartition(t, p) for t, p in parts]
+    positions: dict = {}
+    newest_ts_ms = 0
+    next_commit = next_report = time.monotonic() + 1.0
+    t0, ev0 = time.monotonic(), 0
+    try:
+        while not stop.is_set():
+            msgs, pos = await fetch(consumer, pub, 0.1)
+            now = clock.now()
+            for m in msgs:
+                core.on_message(m.msg, now)
+                newest_ts_ms = max(newest_ts_ms, m.timestamp_ms)
+            positions.update(pos)
+            upd = core.step(now, time.monotonic())
+            if upd is not None:
+                await pub.send("policy-updates", upd)
+            mono = time.monotonic()
+            if positions and mono >= next_commit:
+                await commit(consumer, positions)
+                next_commit = mono + 1.0
+            if mono >= next_report:
+                lag = sum(max(0, (consumer.highwater(tp) or 0) - positions.get(tp, 0)) for tp in tps)
+                rate = (core.events - ev0) / max(1e-9, mono - t0)
+                st = dict(core.stats(), ingest_events_per_s=rate, lag_offsets=float(lag),
+                          lag_s=max(0.0, time.time() - newest_ts_ms / 1000) if newest_ts_ms else 0.0)
+                if on_report is not None:
+                    on_report(st)
+                else:
+                    print("trainer: " + " ".join(f"{k}={v:.4g}" for k, v in st.items()), file=sys.stderr, flush=True)
+                t0, ev0, next_report = mono, core.events, mono + report_every_s
+    finally:
+        await pub.flush()
+        if positions:
+            await commit(consumer, positions)
+        await stop_consumer(consumer)
+        await producer.stop()
+    return core
+
+
+def main(bootstrap: str, store: str, n_instances: int, checkpoint: str | None, seed: int, time_scale: float,
+         topics, publish_every_updates: int, publish_every_s: float, freeze: bool, settle_s: float) -> None:
+    from services.clock import StackClock
+    from services.lifecycle import install_stop_signals
+
+    logging.basicConfig(level=logging.INFO, format="%(name)s: %(message)s", stream=sys.stderr)
+    clock = StackClock(time_scale)
+    core = build_core(store, n_instances, checkpoint, seed, publish_every_updates=publish_every_updates,
+                      publish_every_s=publish_every_s, freeze=freeze, settle_s=settle_s)
+
+    async def _run():
+        stop = asyncio.Event()
+        install_stop_signals(stop)
+        await run_trainer(bootstrap, core, clock, n_instances, topics, stop)
+
+    asyncio.run(_run())
+    st = core.stats()
+    print(f"trainer: {int(st['events'])} events, {int(st['transitions'])} transitions, {int(st['updates'])} updates, "
+          f"published {', '.join(f'v{v}' for v in core.published) or 'nothing'}", file=sys.stderr)
