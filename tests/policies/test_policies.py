@@ -12,7 +12,7 @@ from phaser.types import Job
 
 from ._fake import FakeProfile
 
-HEURISTICS = [n for n in available() if not n.startswith("rl-")]
+HEURISTICS = [n for n in available() if not (n == "rl" or n.startswith("rl-"))]
 
 
 def job(i, prompt=100, pred=50.0, bucket=0, prefix=()):

@@ -1,0 +1,34 @@
+import json
+
+from phaser.bench.runner import ROW_FIELDS, run_one
+from phaser.bench.scenarios import Scenario
+from phaser.cli.main import main
+
+
+REQUIRED = {"scenario", "policy", "workload", "instances", "profile", "seed", "n_requests", "e2e_mean", "e2e_p50",
+            "e2e_p90", "e2e_p99", "ttft_mean", "ttft_p99", "tbt_mean", "tbt_p99", "router_wait_mean", "preemptions",
+            "simulated_seconds", "wall_seconds", "config"}
+
+
+def test_run_one_row_carries_every_field():
+    sc = Scenario("tiny", "paper-mix", 2, "a100-llama3-8b", 20.0, 60)
+    row, recs = run_one(sc, "least-tokens", 4, keep_records=True)
+    assert REQUIRED <= set(row) and set(ROW_FIELDS) <= set(row)
+    assert row["n_requests"] == 60 == len(recs)
+    assert row["config"]["scenario"]["instances"] == 2 and row["config"]["sim"]
+    assert row["e2e_p50"] <= row["e2e_p90"] <= row["e2e_p99"]
+    json.dumps(row)
+
+
+def test_cli_json_and_user_errors(tmp_path, capsys):
+    out = tmp_path / "rows.json"
+    rc = main(["bench", "--workload", "paper-mix", "--instances", "2", "--profile", "a100-llama3-8b",
+               "--requests", "50", "--rate", "10", "--policies", "round-robin,workload-aware", "--repeat", "2",
+               "--json", str(out)])
+    assert rc == 0
+    rows = json.loads(out.read_text())
+    assert len(rows) == 4 and all(REQUIRED <= set(r) for r in rows)
+    assert "vs RR" in capsys.readouterr().out
+    assert main(["bench", "--scenario", "nope"]) == 2
+    assert main(["bench", "--workload", "paper-mix"]) == 2
+    assert main(["bench", "--rate", "-3"]) == 2
