@@ -134,6 +134,15 @@ class PolicySwap:
     def pinned(self) -> bool:
         return self._slots.pinned
 
+    @property
+    def loading(self) -> bool:
+        """A version is being loaded in the background (the router polls more often)."""
+        return self._loading is not None
+
+    def load_finished(self) -> bool:
+        """The background load (if any) is done and ``poll`` will install or refuse it."""
+        return self._loading is None or self._loading[1].done()
+
     def decide(self, job, view, now_s: float) -> Decision:
         slots = self._slots  # one read: the whole decision uses one snapshot
         served = slots.incumbent
@@ -285,3 +294,21 @@ def incumbent_from(store: CheckpointStore | None, checkpoint: str | None, fallba
         if ptr.version is not None:
             return load_version(str(store.path_of(ptr.version)), n_instances, seed), ptr.pinned
     return Served(version=0, policy=fallback), False
+
+
+def attach(core, *, store: str | None, canary_share: float = GuardConfig.share,
+           rollback_threshold: float = GuardConfig.threshold, min_samples: int = GuardConfig.min_samples,
+           promote_after: int = GuardConfig.promote_after, explore: float = DEFAULT_EXPLORE,
+           freeze: bool = False, seed: int = 0) -> PolicySwap:
+    """Give a ``services.router.RouterCore`` hot swapping: its ``policy`` becomes
+    the fallback (version 0) used until the store has a current version."""
+    n = len(core.view.instances)
+    st = CheckpointStore(store) if store else None
+    served, pinned = incumbent_from(st, None, core.policy, n, seed)
+    guard = GuardConfig(share=canary_share, threshold=rollback_threshold, min_samples=min_samples,
+                        promote_after=max(promote_after, min_samples))
+    swap = PolicySwap(served, n, guard=guard, explore=explore, freeze=freeze, seed=seed, store=st)
+    if pinned:
+        swap._slots = replace(swap._slots, pinned=True)
+    core.swap = swap
+    return swap

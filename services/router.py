@@ -35,13 +35,14 @@ from phaser.errors import PhaserError
 from phaser.types import Job
 from services.clock import StackClock
 from services.lifecycle import mark_ready
-from services.kafka import Publisher, Topics, commit, ensure_topics, fetch, make_producer, start_consumer, stop_consumer
+from services.kafka import Committer, Publisher, Topics, ensure_topics, fetch, make_producer, start_consumer, stop_consumer
 
 #: the paper's router tick (stack seconds): the shortest decode iteration
 ROUTER_TICK_S = 0.02
-#: wall seconds between offset commits: a commit waits for the producer's
-#: acknowledgements, so committing every loop would add a round trip per decision
+#: wall seconds between offset commits (``services.kafka.Committer``)
 COMMIT_EVERY_S = 0.5
+#: wall seconds between checks for a finished background policy load (hot swap)
+SWAP_POLL_S = 0.01
 
 
 @dataclass
@@ -54,6 +55,9 @@ class RouterCore:
     seen: set[str] = field(default_factory=set)
     duplicates: int = 0
     routed: int = 0
+    #: ``services.policy_swap.PolicySwap`` when versions are hot-swapped (``--store``):
+    #: it decides instead of ``policy`` (canary split, guard, exploration)
+    swap: object | None = None
     _retry_at: float = -math.inf
 
     def on_request(self, req: protos.Request, offset: int = -1) -> bool:
@@ -69,6 +73,8 @@ class RouterCore:
     def on_completion(self, c: protos.Completion, t: float) -> None:
         if 0 <= c.instance < len(self.view.instances):
             self.view.on_complete(c.request_id, c.instance, t)
+        if self.swap is not None:
+            self.swap.on_completion(c)
         update = getattr(self.predictor, "update", None)
         if update is not None:  # learn from finished requests (their true length is public now)
             update(c.prompt_tokens, c.task, c.output_tokens)
@@ -87,20 +93,26 @@ class RouterCore:
         while self.queue:
             req, job, _ = self.queue[0]
             self.view.router_queue_len = len(self.queue)
-            i = self.policy.decide(job, self.view)
+            if self.swap is not None:
+                d = self.swap.decide(job, self.view, now)
+                i, name, version, feats, action = d.instance, d.policy, d.version, d.features, d.action
+            else:
+                i = self.policy.decide(job, self.view)
+                name, version = self.policy.name, int(self.policy.version)
+                feats = getattr(self.policy, "last_features", None)
+                action = i if feats is not None else -1
             if i is None:
                 self._retry_at = now + self.tick_s
                 break
             if not (isinstance(i, int) and 0 <= i < n):
-                raise RuntimeError(f"policy {self.policy.name} returned instance {i!r} with {n} instances")
+                raise RuntimeError(f"policy {name} returned instance {i!r} with {n} instances")
             self.queue.popleft()
             self.view.on_assign(job, i, now)
-            feats = getattr(self.policy, "last_features", None)
             out.append(protos.Assignment(
-                request=req, instance=i, policy=self.policy.name, policy_version=int(self.policy.version),
+                request=req, instance=i, policy=name, policy_version=version,
                 decided_s=now, router_wait_s=max(0.0, now - req.arrival_s), predicted_tokens=job.predicted_tokens,
                 predicted_bucket=job.predicted_bucket, features=None if feats is None else [float(x) for x in feats],
-                action=i if feats is not None else -1,
+                action=action,
             ))
             self.routed += 1
         self.view.router_queue_len = len(self.queue)
@@ -158,16 +170,24 @@ async def run_router(bootstrap: str, core: RouterCore, clock: StackClock, topics
     producer = make_producer(bootstrap, client_id="phaser-router")
     await producer.start()
     pub = Publisher(producer, topics, source="router", clock_now=clock.now)
+    inputs = ("requests", "completions", "instance-status") + (("policy-updates",) if core.swap is not None else ())
     consumer = await start_consumer(
-        bootstrap, [(topics.name(t), 0) for t in ("requests", "completions", "instance-status")],
+        bootstrap, [(topics.name(t), 0) for t in inputs],
         group_id=topics.prefix + "phaser-router", client_id="phaser-router")
     req_topic = topics.name("requests")
     seen: dict = {}
     mark_ready("router")
-    next_commit = clock.wall() + COMMIT_EVERY_S
+    committer = Committer(consumer, pub, COMMIT_EVERY_S)
+
+    def positions():
+        return {tp: (core.requests_commit(o) if tp.topic == req_topic else o) for tp, o in seen.items()}
+
     try:
         while not stop.is_set():
-            msgs, positions = await fetch(consumer, pub, min(clock.wall_until(core.next_wake()), COMMIT_EVERY_S))
+            wait = min(clock.wall_until(core.next_wake()), COMMIT_EVERY_S)
+            if core.swap is not None and core.swap.loading:
+                wait = min(wait, SWAP_POLL_S)  # install a loaded version promptly even when idle
+            msgs, fetched = await fetch(consumer, pub, wait)
             now = clock.now()
             for m in msgs:
                 if m.topic == "requests":
@@ -176,28 +196,32 @@ async def run_router(bootstrap: str, core: RouterCore, clock: StackClock, topics
                     core.on_completion(m.msg, now)
                 elif m.topic == "instance-status":
                     core.on_status(m.msg, now)
+                elif m.topic == "policy-updates":
+                    core.swap.on_update(m.msg, now)
+            if core.swap is not None:
+                for ev in core.swap.poll(now):
+                    await pub.send("policy-updates", ev)
             for a in core.decide(now):
                 await pub.send("assignments", a, partition=a.instance, key=a.request.id.encode())
-            for tp, o in positions.items():
-                seen[tp] = o
-            if seen and clock.wall() >= next_commit:
-                await pub.flush()  # assignments acknowledged before their requests are committed
-                await commit(consumer, {tp: (core.requests_commit(o) if tp.topic == req_topic else o) for tp, o in seen.items()})
-                next_commit = clock.wall() + COMMIT_EVERY_S
+            seen.update(fetched)
+            committer.maybe(positions)  # assignments are acknowledged before their requests are committed
     finally:
-        await pub.flush()
-        if seen:
-            await commit(consumer, {tp: (core.requests_commit(o) if tp.topic == req_topic else o) for tp, o in seen.items()})
+        await committer.close(positions)
         await stop_consumer(consumer)
         await producer.stop()
     return core
 
 
 def main(bootstrap: str, policy: str, n_instances: int, profiles: list[str], time_scale: float, seed: int,
-         predictor: str, topics: Topics) -> None:
+         predictor: str, topics: Topics, swap: dict | None = None) -> None:
+    """``swap``: keyword options of ``services.policy_swap.attach`` (store, checkpoint, canary...) or None."""
     from services.lifecycle import install_stop_signals
 
     core = build_core(policy, n_instances, profiles, seed, predictor)
+    if swap is not None:
+        from services.policy_swap import attach
+
+        attach(core, seed=seed, **swap)
     clock = StackClock(time_scale)
 
     async def _run():
@@ -208,3 +232,7 @@ def main(bootstrap: str, policy: str, n_instances: int, profiles: list[str], tim
     asyncio.run(_run())
     print(f"router: {core.routed} routed, {len(core.queue)} queued at exit, {core.duplicates} duplicate ids ignored",
           file=sys.stderr)
+    if core.swap is not None:
+        print("router: requests per policy version: " + ", ".join(f"v{v}={n}" for v, n in sorted(core.swap.served_counts.items())),
+              file=sys.stderr)
+        core.swap.close()

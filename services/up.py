@@ -32,7 +32,7 @@ import sys
 import tempfile
 import time
 import uuid
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from pathlib import Path
 
 from phaser.errors import PhaserError
@@ -42,6 +42,8 @@ from services.summary import Tally
 
 INSTANCES_PER_WORKER = 16
 READY_TIMEOUT_S = 60.0
+#: children that are not on the request path: if they die the run goes on
+OFF_PATH = ("monitor", "trainer")
 
 
 @dataclass
@@ -63,6 +65,7 @@ class UpConfig:
     topic_prefix: str | None = None
     drain_timeout_s: float = 30.0
     monitor: bool = True
+    checkpoints: str = ""  # trainer's checkpoint store; "" = a temporary folder of this run
     monitor_interval_s: float = 5.0
 
 
@@ -98,7 +101,7 @@ def child_commands(cfg: UpConfig, bootstrap: str, prefix: str) -> dict[str, list
                                           "--profile", cfg.profile, "--heartbeat-s", repr(cfg.heartbeat_s),
                                           "--chunked-prefill" if cfg.chunked_prefill else "--no-chunked-prefill"] + clocked
     if trainer_available():
-        cmds["trainer"] = py + ["trainer"] + common
+        cmds["trainer"] = py + ["trainer", "--store", cfg.checkpoints, "--instances", str(cfg.instances)] + clocked
     if cfg.monitor:
         cmds["monitor"] = py + ["monitor", "--interval", repr(cfg.monitor_interval_s)] + common
     return cmds
@@ -141,7 +144,7 @@ async def _drive_and_collect(cfg: UpConfig, requests: list, bootstrap: str, topi
                     break
             else:
                 last_progress = time.monotonic()
-            dead = [(n, c) for n, c in children.dead() if n != "monitor"]
+            dead = [(n, c) for n, c in children.dead() if n not in OFF_PATH]
             if dead:
                 print("stack child died: " + ", ".join(f"{n} (code {c})" for n, c in dead) + "; stopping", file=sys.stderr)
                 break
@@ -176,11 +179,13 @@ def run_up(cfg: UpConfig) -> dict:
         else:
             bootstrap = cfg.bootstrap
         asyncio.run(ensure_topics(bootstrap, cfg.instances, topics))
+        if not cfg.checkpoints:
+            cfg = replace(cfg, checkpoints=str(ready_dir / "checkpoints"))
         cmds = child_commands(cfg, bootstrap, prefix)
         for name, argv in cmds.items():
             out = sys.stderr if name == "monitor" else None
             children.spawn(name, argv, env={"PHASER_READY_DIR": str(ready_dir)}, stdout=out)
-        _wait_ready(ready_dir, [n for n in cmds if n != "trainer"], children, READY_TIMEOUT_S)
+        _wait_ready(ready_dir, [n for n in cmds if n != "trainer"], children, READY_TIMEOUT_S)  # trainer: off the request path
         t_load = time.monotonic()
         tally = asyncio.run(_drive_and_collect(cfg, requests, bootstrap, topics, children))
         summary = tally.summary()

@@ -43,7 +43,7 @@ import protos
 from phaser.errors import PhaserError
 from services.clock import StackClock
 from services.lifecycle import install_stop_signals, mark_ready
-from services.kafka import Publisher, Topics, commit, ensure_topics, fetch, make_producer, start_consumer, stop_consumer
+from services.kafka import Committer, Publisher, Topics, ensure_topics, fetch, make_producer, start_consumer, stop_consumer
 
 DEFAULT_HEARTBEAT_S = 0.5
 #: wall seconds between offset commits (a commit is a broker round trip)
@@ -186,30 +186,30 @@ async def run_worker(bootstrap: str, core: WorkerCore, clock: StackClock, topics
                                     client_id="phaser-worker")
     seen: dict[int, int] = {}
     mark_ready(f"worker-{instances[0]}-{instances[-1]}")
-    next_commit = clock.wall() + COMMIT_EVERY_S
+    committer = Committer(consumer, pub, COMMIT_EVERY_S)
+
+    def positions():
+        return {TopicPartition(name, p): o for p, o in core.commit_positions(seen).items()}
+
     try:
         while not stop.is_set():
             wait = min(clock.wall_until(core.next_wake()), COMMIT_EVERY_S)
-            msgs, positions = await fetch(consumer, pub, wait)
+            msgs, fetched = await fetch(consumer, pub, wait)
             now = clock.now()
             for m in msgs:
                 why = core.on_assignment(m.msg, m.partition, m.offset)
                 if why is not None and why != "duplicate":
                     await pub.dead_letter("assignments", protos.encode(m.msg), why, m.partition, m.offset)
-            for tp, nxt in positions.items():
+            for tp, nxt in fetched.items():
                 seen[tp.partition] = nxt
             completions, statuses = core.step(now)
             for c in completions:
                 await pub.send("completions", c, key=c.request_id.encode())
-            for s in statuses:
-                await pub.send("instance-status", s)
-            if seen and clock.wall() >= next_commit:
-                await commit(consumer, {TopicPartition(name, p): o for p, o in core.commit_positions(seen).items()})
-                next_commit = clock.wall() + COMMIT_EVERY_S
+            for st in statuses:
+                await pub.send("instance-status", st)
+            committer.maybe(positions)  # completions are acknowledged before their assignments are committed
     finally:
-        await pub.flush()
-        if seen:
-            await commit(consumer, {TopicPartition(name, p): o for p, o in core.commit_positions(seen).items()})
+        await committer.close(positions)
         await stop_consumer(consumer)
         await producer.stop()
     return core

@@ -37,6 +37,8 @@ def register(app: typer.Typer) -> None:
                                             help="Wall seconds without a new completion, after the load, before the rest counts as lost."),
         monitor: bool = typer.Option(True, "--monitor/--no-monitor", envvar="PHASER_MONITOR",
                                      help="Run the monitor (plain lines on stderr)."),
+        checkpoints: str = typer.Option("", "--checkpoints", envvar="PHASER_CHECKPOINTS",
+                                        help="The trainer's checkpoint store (default: a temporary folder removed at the end)."),
         json_path: Path = typer.Option(None, "--json", help="Also write the summary as JSON to this path."),
     ):
         """Run the whole stack, drive the load, print the summary read from `completions`."""
@@ -50,7 +52,8 @@ def register(app: typer.Typer) -> None:
         cfg = UpConfig(requests=requests, workload=workload, rate=rate or None, seed=seed, instances=instances,
                        workers=workers or None, profile=profile, policy=policy, predictor=predictor,
                        chunked_prefill=chunked_prefill, time_scale=time_scale, bootstrap=bootstrap or None,
-                       port=port or None, drain_timeout_s=drain_timeout, monitor=monitor)
+                       port=port or None, drain_timeout_s=drain_timeout, monitor=monitor,
+                       checkpoints=checkpoints)
         summary = run_up(cfg)
         con = Console()
         for t in render(summary, title=f"phaser up: {workload}, {policy}, {instances} x {profile}"):
