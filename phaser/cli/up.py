@@ -54,6 +54,12 @@ def register(app: typer.Typer) -> None:
                        chunked_prefill=chunked_prefill, time_scale=time_scale, bootstrap=bootstrap or None,
                        port=port or None, drain_timeout_s=drain_timeout, monitor=monitor,
                        checkpoints=checkpoints)
+        import signal
+
+        def _term(*_):  # SIGTERM stops the stack like Ctrl-C (children reaped in run_up's finally)
+            raise KeyboardInterrupt
+
+        signal.signal(signal.SIGTERM, _term)
         summary = run_up(cfg)
         con = Console()
         for t in render(summary, title=f"phaser up: {workload}, {policy}, {instances} x {profile}"):
