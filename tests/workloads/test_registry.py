@@ -1,0 +1,54 @@
+"""Named workloads and spec errors."""
+
+from __future__ import annotations
+
+import pytest
+
+from load_generator import NAMES, load_workload
+from load_generator.stats import workload_stats
+from phaser.errors import PhaserError
+
+
+@pytest.mark.parametrize("name", NAMES)
+def test_every_named_workload_loads_sorted_with_unique_ids(name):
+    reqs = load_workload(name, n=300, seed=1)
+    assert len(reqs) == 300
+    assert all(a.arrival_s <= b.arrival_s for a, b in zip(reqs, reqs[1:]))
+    assert len({r.id for r in reqs}) == 300 and reqs[0].arrival_s >= 0
+    assert all(r.prompt_tokens >= 1 and r.output_tokens >= 1 for r in reqs)
+
+
+def test_length_workloads_reproduce_their_file_means():
+    s = workload_stats(load_workload("arxiv-summarization", n=20_000, rate=10.0))
+    assert s["prompt"]["mean"] == pytest.approx(2588.1, rel=0.05)  # file mean (measured on the vendored file)
+    assert s["output"]["mean"] == pytest.approx(291.4, rel=0.05)
+    assert s["rate"] == pytest.approx(10.0, rel=0.05)
+
+
+def test_duration_only_runs_the_process_for_that_long():
+    reqs = load_workload("sharegpt", rate=50.0, duration_s=100.0, seed=2)
+    assert reqs[-1].arrival_s <= 100.0
+    assert len(reqs) == pytest.approx(5000, rel=0.05)
+
+
+@pytest.mark.parametrize("spec, msg", [
+    ("nope", "unknown workload 'nope'"),
+    ("", "empty"),
+    ("paper-mix?cv=-1", "cv= must be a positive number"),
+    ("paper-mix?burst=2", "unknown workload option"),
+    ("azure-conv?cv=2", "replayed trace"),
+    ("paper-mix?steps=abc", "steps= must look like"),
+    ("paper-mix@x+sharegpt@1", "share of 'paper-mix'"),
+    ("paper-mix+sharegpt", "needs a share"),
+])
+def test_bad_specs_are_one_line_user_errors(spec, msg):
+    with pytest.raises(PhaserError, match=msg) as e:
+        load_workload(spec)
+    assert "\n" not in str(e.value)
+
+
+def test_bad_numbers_are_user_errors():
+    with pytest.raises(PhaserError):
+        load_workload("paper-mix", rate=-1.0)
+    with pytest.raises(PhaserError):
+        load_workload("paper-mix", n=0)
