@@ -174,6 +174,7 @@ class Instance:
         self.iterations = 0
         self.preemptions = 0
         self._ids: set[str] = set()
+        self._net: float | None = None  # cached next_event_time(), None = stale
         # profile constants, local for speed
         p = profile
         self._floor, self._a, self._b, self._c, self._d = p.floor_s, p.a_s, p.b_s, p.c_s, p.d_s
@@ -197,6 +198,7 @@ class Instance:
         if w and w[-1].added > t:
             raise PhaserError(f"requests must be added in time order (got {t} after {w[-1].added})")
         w.append(r)
+        self._net = None
 
     def cached_prefix_len(self, prefix_ids) -> int:
         """Prompt tokens a request with these ``prefix_ids`` would find cached here now."""
@@ -218,12 +220,17 @@ class Instance:
                     break
                 if self.t < w[0].added:
                     self.t = w[0].added
+                    self._net = None
             if self.t >= horizon:
                 break
+            self._net = None
             if not self.reference and running and not self.n_prefilling and not self._admissible():
-                k = self._span_len(horizon)
+                k, k_free, alpha, beta = self._span_len(horizon)
                 if k >= 2:
-                    self._span(k, done)
+                    t0 = self.t
+                    self._span(k, alpha, beta, done)
+                    if k < k_free:  # cut by the horizon: same batch, its next event is already known
+                        self._net = t0 + k_free * alpha + beta * (k_free * (k_free - 1) / 2)
                     continue
             self._step(done)
         return done
@@ -232,18 +239,25 @@ class Instance:
         """Earliest time a completion can happen if nothing is added (``inf`` when
         idle). Exact inside a decode span; otherwise a lower bound (the end of the
         next iteration at the earliest) — ``advance`` to it always makes progress."""
+        net = self._net
+        if net is not None:
+            return net
         running = self.running
         if not running:
             if not self.waiting:
-                return _INF
-            return max(self.t, self.waiting[0].added) + self._floor
-        if self.n_prefilling or self._admissible():
-            return self.t + self._floor
-        k = self._span_len(_INF)
-        if k <= 1:
-            return self.t + self._floor
-        alpha, beta = self._span_coeffs()
-        return self.t + k * alpha + beta * (k * (k - 1) / 2)
+                net = _INF
+            else:
+                net = max(self.t, self.waiting[0].added) + self._floor
+        elif self.n_prefilling or self._admissible():
+            net = self.t + self._floor
+        else:
+            k, _, alpha, beta = self._span_len(_INF)
+            if k <= 1:
+                net = self.t + self._floor
+            else:
+                net = self.t + k * alpha + beta * (k * (k - 1) / 2)
+        self._net = net
+        return net
 
     def status(self, t: float):
         """A ``protos.InstanceStatus`` heartbeat at ``t`` (call ``advance(t)`` first)."""
@@ -253,11 +267,11 @@ class Instance:
         inflight = 0
         for r in self.running:
             inflight += r.done_pf if r.done_pf < r.target else r.prompt + r.gen - 1
-        return InstanceStatus.model_construct(
+        # validated construction (pydantic-core validates these ints faster than model_construct builds)
+        return InstanceStatus(
             instance=self.index, ts_s=t, profile=self.profile.name, running_prefill=pf,
             running_decode=len(self.running) - pf, waiting=len(self.waiting), kv_blocks_used=self.kv.used,
-            kv_blocks_total=self.kv.total, tokens_in_flight=inflight, decode_tokens_left=0,
-            completed=self.completed, v=1)
+            kv_blocks_total=self.kv.total, tokens_in_flight=inflight, completed=self.completed)
 
     def in_flight(self) -> list[tuple[str, int]]:
         """(request id, tokens produced so far) of every request on this instance."""
@@ -280,29 +294,48 @@ class Instance:
         # unchunked: the first prefill of an iteration is never refused for its size
         return True
 
-    def _span_coeffs(self) -> tuple[float, float]:
-        B = len(self.running)
-        K0 = 0
-        for r in self.running:
-            K0 += r.prompt + r.gen
-        lin = self._a + self._b * B
-        if lin < self._floor:
-            lin = self._floor
-        return lin + self._d * K0, self._d * B
-
-    def _span_len(self, horizon: float) -> int:
-        """How many identical decode-only iterations may run from now: up to the
-        next completion, the last start before ``horizon``, KV permitting."""
+    def _span_len(self, horizon: float) -> tuple[int, int, float, float]:
+        """How many identical decode-only iterations may run from now: ``k_free``
+        = up to the next completion, KV permitting; ``k`` = those of them that
+        start before ``horizon``. Returns ``(k, k_free, α, β)``."""
         running = self.running
-        k = _INF
+        k = 1 << 62
+        K0 = 0
         for r in running:
             left = r.output - r.gen
             if left < k:
                 k = left
+            K0 += r.prompt + r.gen
+        B = len(running)
+        lin = self._a + self._b * B
+        if lin < self._floor:
+            lin = self._floor
+        alpha = lin + self._d * K0
+        beta = self._d * B
+        # KV: iteration j (0-based) needs blocks_for(prompt + gen + j) per request.
+        avail = self.kv.available
+        bt = self.bt
+        if k >= 2 and avail < B * (k // bt + 2):
+
+            def need(n: int) -> int:  # extra blocks to run n iterations
+                s = 0
+                for r in running:
+                    s += -(-(r.prompt + r.gen + n - 1) // bt) - r.blocks
+                return s
+
+            if need(k) > avail:
+                lo, hi = 0, k  # need(lo) <= avail < need(hi)
+                while hi - lo > 1:
+                    mid = (lo + hi) // 2
+                    if need(mid) <= avail:
+                        lo = mid
+                    else:
+                        hi = mid
+                k = lo
+        k_free = k
         if horizon < _INF:
-            alpha, beta = self._span_coeffs()
             D = horizon - self.t
-            # n = smallest j with S(j) = j·α + β·j(j−1)/2 >= D  (iterations 0..n-1 start before horizon)
+            # smallest j with S(j) = j·α + β·j(j−1)/2 >= D: iterations 0..j-1 start before horizon
             if beta > 0.0:
                 h = alpha - beta / 2.0
                 j = math.ceil((-h + math.sqrt(h * h + 2.0 * beta * D)) / beta)
@@ -315,34 +348,11 @@ class Instance:
                 j += 1
             if j < k:
                 k = j
-        if k < 2:
-            return int(k)
-        # KV: iteration j (0-based) needs blocks_for(prompt + gen + j) per request.
-        avail = self.kv.available
-        bt = self.bt
-        if avail >= len(running) * (int(k) // bt + 2):
-            return int(k)
+        return k, k_free, alpha, beta
 
-        def need(n: int) -> int:  # extra blocks to run n iterations
-            s = 0
-            for r in running:
-                s += -(-(r.prompt + r.gen + n - 1) // bt) - r.blocks
-            return s
-
-        if need(k) <= avail:
-            return int(k)
-        lo, hi = 0, int(k)  # need(lo) <= avail < need(hi)
-        while hi - lo > 1:
-            mid = (lo + hi) // 2
-            if need(mid) <= avail:
-                lo = mid
-            else:
-                hi = mid
-        return lo
-
-    def _span(self, k: int, done: list[RequestRecord]) -> None:
-        """Run ``k`` decode-only iterations of the current batch in closed form."""
-        alpha, beta = self._span_coeffs()
+    def _span(self, k: int, alpha: float, beta: float, done: list[RequestRecord]) -> None:
+        """Run ``k`` decode-only iterations of the current batch in closed form
+        (iteration j lasts ``alpha + beta·j``)."""
         t_end = self.t + k * alpha + beta * (k * (k - 1) / 2)
         last_dt = alpha + beta * (k - 1)
         bt = self.bt

@@ -154,6 +154,7 @@ class ClusterSim:
         self._heap: list = []
         self._seq = 0
         self._ver = [0] * self.n
+        self._due = [_INF] * self.n  # time of each instance's pending event
         self._need_decision = False
         self._tick_pending = False
         self._pending: tuple[Job, object] | None = None
@@ -177,8 +178,11 @@ class ClusterSim:
         heapq.heappush(self._heap, (t, kind, self._seq, payload))
 
     def _reschedule(self, i: int) -> None:
-        self._ver[i] += 1
         te = self.instances[i].next_event_time()
+        if te == self._due[i]:
+            return  # the pending event stays valid
+        self._ver[i] += 1
+        self._due[i] = te
         if te < _INF:
             self._push(te, _INST, (i, self._ver[i]))
 
@@ -197,6 +201,7 @@ class ClusterSim:
             i, ver = payload
             if ver != self._ver[i]:
                 return
+            self._due[i] = _INF
             self._collect(self.instances[i].advance(t))
             self._reschedule(i)
         elif kind == _DONE:
