@@ -86,6 +86,16 @@ class CheckpointStore:
         meta = json.loads((path / ckpt.META).read_text())
         return int(meta["version"]), path, str(meta["checksum"])
 
+    def import_checkpoint(self, path: str | Path, reason: str) -> tuple[int, Path]:
+        """Copy a verified checkpoint (e.g. from ``phaser train``) in as the next
+        version and make it current: the starting point of an online run."""
+        c = ckpt.load_checkpoint(path)
+        meta = {k: v for k, v in c.metadata.items() if k not in ("checksum", "version", "format")}
+        meta["imported_from"] = str(c.path)
+        version, vpath, _ = self.publish(c.params, meta)
+        self.promote(version, reason)
+        return version, vpath
+
     def load(self, version: int) -> "ckpt.Checkpoint":
         """Load and verify one version (PhaserError if missing or tampered)."""
         return ckpt.load_checkpoint(self.require(version))

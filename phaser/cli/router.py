@@ -17,6 +17,20 @@ def register(app: typer.Typer) -> None:
         predictor: str = typer.Option("online", "--predictor", envvar="PHASER_PREDICTOR",
                                        help="Output-length predictor: 'online' (learns from completions), 'mean', or a saved predictor .json."),
         seed: int = typer.Option(0, "--seed", envvar="PHASER_SEED", help="Seed of randomized policies."),
+        store: str | None = typer.Option(None, "--store", envvar="PHASER_CHECKPOINTS",
+                                         help="Checkpoint store: serve its current version and hot-swap versions published on policy-updates (--policy is the fallback until one exists)."),
+        canary_share: float = typer.Option(0.2, "--canary-share", envvar="PHASER_CANARY_SHARE", min=0.001, max=1.0,
+                                           help="With --store: share of requests a new version serves until the guard promotes or rolls it back."),
+        rollback_threshold: float = typer.Option(0.10, "--rollback-threshold", envvar="PHASER_ROLLBACK_THRESHOLD", min=0.0,
+                                                 help="With --store: roll a canary back when its mean E2E is worse than the incumbent's by more than this fraction."),
+        canary_min_samples: int = typer.Option(100, "--canary-min-samples", envvar="PHASER_CANARY_MIN_SAMPLES", min=1,
+                                               help="With --store: requests each side needs before the guard judges."),
+        canary_promote_after: int = typer.Option(300, "--canary-promote-after", envvar="PHASER_CANARY_PROMOTE_AFTER", min=1,
+                                                 help="With --store: completed canary requests before a promotion."),
+        explore: float = typer.Option(0.02, "--explore", envvar="PHASER_EXPLORE", min=0.0, max=0.25,
+                                      help="With --store: share of requests routed to a random instance so online learning sees alternatives (max 0.25)."),
+        freeze: bool = typer.Option(False, "--freeze", envvar="PHASER_FREEZE",
+                                    help="With --store: serve without learning (no exploration, ignore the trainer's new versions)."),
         time_scale: float = TimeScaleOpt,
         topic_prefix: str = TopicPrefixOpt,
         bootstrap: str = BootstrapOpt,
@@ -25,5 +39,8 @@ def register(app: typer.Typer) -> None:
         from services.kafka import Topics
         from services.router import main
 
+        swap = None if store is None else dict(
+            store=store, canary_share=canary_share, rollback_threshold=rollback_threshold, min_samples=canary_min_samples,
+            promote_after=canary_promote_after, explore=explore, freeze=freeze)
         main(bootstrap, policy, instances, [p.strip() for p in profile.split(",") if p.strip()], time_scale, seed,
-             predictor, Topics(topic_prefix))
+             predictor, Topics(topic_prefix), swap)

@@ -38,7 +38,7 @@ def _swap(**kw):
 def _wait_installed(swap, now_s=1.0, timeout=5.0):
     events = []
     deadline = time.monotonic() + timeout
-    while swap._loading is not None and not swap._loading[1].done() and time.monotonic() < deadline:
+    while not swap.load_finished() and time.monotonic() < deadline:
         time.sleep(0.002)
     events += swap.poll(now_s)
     return events
