@@ -225,7 +225,11 @@ class Instance:
                 break
             self._net = None
             if not self.reference and running and not self.n_prefilling and not self._admissible():
-                k, k_free, alpha, beta = self._span_len(horizon)
+                h = horizon
+                w = self.waiting
+                if w and w[0].added > self.t and w[0].added < h:
+                    h = w[0].added  # added "in the future": the span must let it join in time
+                k, k_free, alpha, beta = self._span_len(h)
                 if k >= 2:
                     t0 = self.t
                     self._span(k, alpha, beta, done)
@@ -256,6 +260,9 @@ class Instance:
                 net = self.t + self._floor
             else:
                 net = self.t + k * alpha + beta * (k * (k - 1) / 2)
+            w = self.waiting
+            if w and w[0].added > self.t:
+                net = min(net, w[0].added + self._floor)
         self._net = net
         return net
 

@@ -160,6 +160,7 @@ class ClusterSim:
         self._pending: tuple[Job, object] | None = None
         self._assigned: dict[str, tuple[float, int]] = {}  # id -> (router_wait, instance)
         self._output: dict[str, int] = {}
+        self._seen: set[str] = set()
         self.records: list[RequestRecord] = []
         self._completed_since = 0
         self._in_system = 0
@@ -244,6 +245,9 @@ class ClusterSim:
         req = self._reqs[self._next_arrival]
         self._next_arrival += 1
         self.now = req.arrival_s
+        if req.id in self._seen:
+            raise PhaserError(f"duplicate request id {req.id!r} in the workload")
+        self._seen.add(req.id)
         tokens, bucket = self.predictor.predict(req)
         job = Job.from_request(req, tokens, bucket)
         self.queue.append((job, req))

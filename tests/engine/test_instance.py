@@ -263,3 +263,38 @@ def test_user_errors():
     inst.add(Request(id="ok", arrival_s=0, prompt_tokens=5, output_tokens=5), 0.0)
     with pytest.raises(PhaserError, match="added twice"):
         inst.add(Request(id="ok", arrival_s=0, prompt_tokens=5, output_tokens=5), 0.0)
+
+
+def test_request_added_ahead_of_the_engine_clock_joins_on_time():
+    """The live worker adds what arrived, then advances: a request added at t
+    while a decode span is pending must still join the first iteration at/after t."""
+    ref = Instance(0, A100, reference=True)
+    fast = Instance(0, A100)
+    a = Request(id="a", arrival_s=0.0, prompt_tokens=100, output_tokens=400)
+    b = Request(id="b", arrival_s=2.0, prompt_tokens=100, output_tokens=10)
+    out = {}
+    for inst in (ref, fast):
+        inst.add(a, 0.0)
+        inst.advance(0.1)
+        inst.add(b, 2.0)  # engine clock is ~0.1: b is "in the future"
+        assert inst.next_event_time() <= 2.0 + A100.floor_s + 1e-12
+        out[inst.reference] = {r.id: r for r in inst.advance(math.inf)}
+    assert out[False]["b"].admitted_s == pytest.approx(out[True]["b"].admitted_s, rel=1e-12)
+    assert 2.0 <= out[False]["b"].admitted_s < 2.0 + 0.05
+    assert out[False]["a"].finish_s == pytest.approx(out[True]["a"].finish_s, rel=1e-12)
+
+
+def test_tbt_p99_is_nearest_rank_and_ignores_a_single_stall():
+    """299 intervals: p99 (nearest rank) is the 3rd largest, so one prefill stall
+    shows in the max but not in the p99; with 50 intervals p99 is the max."""
+    for out_tokens, stall_in_p99 in ((300, False), (51, True)):
+        inst = Instance(0, A100)
+        inst.add(Request(id="x", arrival_s=0.0, prompt_tokens=20, output_tokens=out_tokens), 0.0)
+        inst.advance(0.3)
+        inst.add(Request(id="y", arrival_s=0.3, prompt_tokens=6000, output_tokens=1), 0.3)
+        rec = {r.id: r for r in inst.advance(math.inf)}["x"]
+        assert rec.tbt_max_s >= A100.prefill_time(6000)
+        if stall_in_p99:
+            assert rec.tbt_p99_s == rec.tbt_max_s
+        else:
+            assert rec.tbt_p99_s < 1.5 * A100.floor_s

@@ -203,3 +203,10 @@ def test_write_records_jsonl_and_csv(tmp_path):
     assert len(crow) == 30 and float(crow[0]["e2e_s"]) == pytest.approx(rows[0]["e2e_s"])
     with pytest.raises(PhaserError, match=r"\.jsonl or \.csv"):
         write_records(res.records, tmp_path / "r.txt")
+
+
+def test_duplicate_request_ids_are_a_user_error():
+    reqs = [Request(id="same", arrival_s=0.0, prompt_tokens=5, output_tokens=5),
+            Request(id="same", arrival_s=1.0, prompt_tokens=5, output_tokens=5)]
+    with pytest.raises(PhaserError, match="duplicate request id 'same'"):
+        simulate(reqs, RoundRobin(1), SimConfig(instances=1))
