@@ -8,6 +8,13 @@
    order of an E2E latency), Adam lr 5e-4 with global-norm clipping at 10
    (CleanRL/DQN-Zoo practice), replay 100k transitions (~50 episodes of 2,000
    decisions), target sync every 250 updates, one update per 4 decisions.
+   Time, not decisions, is discounted: a step lasting Δt is discounted by
+   γ^(Δt/tick) with γ = 0.995 per 0.02 s router tick (a ~4 s horizon, the order
+   of a mean E2E latency). Decisions come at arrivals and at ticks while the
+   head waits, so per-decision discounting would make a short WAIT step look
+   cheaper than a routing step that lasts until the next arrival — a bias we
+   measured (the agent learnt to wait on every request) — while the
+   semi-MDP discount makes the return the time integral the reward describes.
 2. ``hurl_target``: the bootstrap target. Double DQN (van Hasselt et al. 2016)
    picks a' with the online net and values it with the target net; HuRL
    (``phaser.rl.hurl``) blends a heuristic h(s') in with weight 1 − λ. With
@@ -48,7 +55,7 @@ class DQNConfig:
     hidden: tuple[int, ...] = (64, 64)
     batch_size: int = 512
     learning_rate: float = 5e-4
-    gamma: float = 0.99
+    gamma: float = 0.995
     buffer_size: int = 100_000
     learning_starts: int = 2_000
     train_every: int = 4
@@ -99,7 +106,9 @@ class DQNConfig:
 # --- 2. targets ---------------------------------------------------------------
 
 def hurl_target(reward, done, gamma, lam, h, q_next_online, q_next_target):
-    """y = r + γ(1−d)·[(1−λ)·h(s') + λ·Q_target(s', argmax_a Q_online(s', a))]."""
+    """y = r + γ(1−d)·[(1−λ)·h(s') + λ·Q_target(s', argmax_a Q_online(s', a))].
+
+    ``gamma`` may be per transition (γ^ticks for a semi-MDP step)."""
     a_star = jnp.argmax(q_next_online, axis=-1)
     v_next = jnp.take_along_axis(q_next_target, a_star[..., None], axis=-1)[..., 0]
     return reward + gamma * (1.0 - done) * ((1.0 - lam) * h + lam * v_next)
@@ -117,10 +126,12 @@ def make_optimizer(cfg: DQNConfig) -> optax.GradientTransformation:
 
 
 def make_update(q_net, cfg: DQNConfig, tx: optax.GradientTransformation):
-    def update(params, target_params, opt_state, obs, action, reward, next_obs, done, h, lam):
+    def update(params, target_params, opt_state, obs, action, reward, next_obs, done, h, lam, ticks=None):
+        """One step; ``ticks`` (per transition duration in router ticks) → discount γ^ticks, None → γ."""
         q_next_online = q_net.apply({"params": params}, next_obs)
         q_next_target = q_net.apply({"params": target_params}, next_obs)
-        y = jax.lax.stop_gradient(hurl_target(reward, done, cfg.gamma, lam, h, q_next_online, q_next_target))
+        discount = cfg.gamma if ticks is None else cfg.gamma ** ticks
+        y = jax.lax.stop_gradient(hurl_target(reward, done, discount, lam, h, q_next_online, q_next_target))
 
         def loss_fn(p):
             q = q_net.apply({"params": p}, obs)
@@ -224,7 +235,7 @@ def train(make_env: Callable[[], Env], cfg: DQNConfig, episodes: int, seed: int,
 
         for j in np.flatnonzero(active):
             next_obs, reward, done, info = envs[j].step(int(actions[j]))
-            rb.add(obs[j], int(actions[j]), reward, next_obs, done, info.get("h", 0.0))
+            rb.add(obs[j], int(actions[j]), reward, next_obs, done, info.get("h", 0.0), info.get("ticks", 1.0))
             ep_ret[j] += reward
             ep_steps[j] += 1
             steps += 1
@@ -234,7 +245,7 @@ def train(make_env: Callable[[], Env], cfg: DQNConfig, episodes: int, seed: int,
             if rb.size >= cfg.learning_starts and steps % cfg.train_every == 0:
                 b = rb.sample(rng, cfg.batch_size)
                 params, opt_state, loss, _ = update(params, target_params, opt_state, b.obs, b.action, b.reward,
-                                                    b.next_obs, b.done, b.h, cfg.lam(finished))
+                                                    b.next_obs, b.done, b.h, cfg.lam(finished), b.ticks)
                 updates += 1
                 if updates % cfg.target_update_every == 0:
                     target_params = params

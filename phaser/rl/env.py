@@ -35,9 +35,14 @@ for the variants that use it (it costs a pass over the instances).
 Everything is multiplied by ``reward_scale`` (0.002 by default) so Q-values
 stay O(1–10) for the Huber loss.
 
-Episode end: when the simulator has no more decisions (every request routed)
-the step is terminal; the latency the last placements cause after that moment
-is not charged (a few decisions out of thousands per episode).
+``info["ticks"]`` is the step's duration in ticks; the learner discounts a
+step by γ^ticks (a semi-MDP: see ``phaser.rl.dqn``).
+
+Episode end: after the last request is routed the simulator runs to the end
+(``next_decision`` returns None once everything finished), so the terminal
+step's trapezoid covers the drain: S falls from its value at the last decision
+to 0 — an approximation of the drain's integral, but it does charge the last
+placements for their consequences.
 """
 
 from __future__ import annotations
@@ -111,7 +116,8 @@ class RouterEnv:
         self._ret_parts["progress"] += progress
         self._ret_parts["bonus"] += bonus
         self._ret_parts["mixing"] += mixing
-        info = {"h": -self.hurl_scale * reg * self.scale if self.variant == "rl-guided" else 0.0}
+        info = {"h": -self.hurl_scale * reg * self.scale if self.variant == "rl-guided" else 0.0,
+                "ticks": dt / TICK_S}
         if done:
             info["episode"] = dict(self._ret_parts, **self.sim.summary_dict())
         return obs, (progress + bonus + mixing) * self.scale, done, info

@@ -1,9 +1,10 @@
 """Uniform experience replay: a fixed-size ring buffer of numpy arrays.
 
 Each transition stores what the Double-DQN/HuRL target needs and nothing else:
-``obs, action, reward, next_obs, done, h`` where ``h`` is the heuristic value
-of the post-decision state (``phaser.rl.hurl``; 0 for variants without
-guidance). Storage is preallocated (float32 observations) so adding is a few
+``obs, action, reward, next_obs, done, h, ticks`` where ``h`` is the heuristic
+value of the post-decision state (``phaser.rl.hurl``; 0 for variants without
+guidance) and ``ticks`` the step's duration in router ticks (the learner
+discounts by γ^ticks: decisions come at irregular times, see ``phaser.rl.dqn``). Storage is preallocated (float32 observations) so adding is a few
 array writes and sampling is one fancy-index per field — the learner samples
 512 transitions per update, so this must not be a Python loop.
 """
@@ -23,6 +24,7 @@ class Batch:
     next_obs: np.ndarray
     done: np.ndarray
     h: np.ndarray
+    ticks: np.ndarray
 
 
 class ReplayBuffer:
@@ -36,10 +38,11 @@ class ReplayBuffer:
         self.reward = np.zeros(capacity, np.float32)
         self.done = np.zeros(capacity, np.float32)
         self.h = np.zeros(capacity, np.float32)
+        self.ticks = np.ones(capacity, np.float32)
         self._pos = 0
         self.size = 0
 
-    def add(self, obs, action: int, reward: float, next_obs, done: bool, h: float = 0.0) -> None:
+    def add(self, obs, action: int, reward: float, next_obs, done: bool, h: float = 0.0, ticks: float = 1.0) -> None:
         i = self._pos
         self.obs[i] = obs
         self.next_obs[i] = next_obs
@@ -47,6 +50,7 @@ class ReplayBuffer:
         self.reward[i] = reward
         self.done[i] = float(done)
         self.h[i] = h
+        self.ticks[i] = ticks
         self._pos = (i + 1) % self.capacity
         self.size = min(self.size + 1, self.capacity)
 
@@ -54,4 +58,5 @@ class ReplayBuffer:
         if self.size == 0:
             raise ValueError("cannot sample from an empty replay buffer")
         idx = rng.integers(0, self.size, size=batch_size)
-        return Batch(self.obs[idx], self.action[idx], self.reward[idx], self.next_obs[idx], self.done[idx], self.h[idx])
+        return Batch(self.obs[idx], self.action[idx], self.reward[idx], self.next_obs[idx], self.done[idx], self.h[idx],
+                     self.ticks[idx])
