@@ -168,12 +168,11 @@ async def swap_benchmark(bootstrap: str, *, n_requests: int, rate: float, swaps:
     with tempfile.TemporaryDirectory(prefix="phaser-swap-") as d:
         store = CheckpointStore(d)
         versions = [store.publish(random_params(instances, seed=k), version_metadata(instances)) for k in range(swaps)]
-        span_wall = (requests[-1].arrival_s - requests[0].arrival_s) / time_scale
-        gap = span_wall / (swaps + 1)
-
         async def driver(run, publish_update):
-            for v, path, checksum in versions:
-                await asyncio.sleep(gap)
+            # swap k is published once k/(swaps+1) of the requests were routed: spread over the load
+            for k, (v, path, checksum) in enumerate(versions, start=1):
+                while run.router.routed < k * n_requests / (swaps + 1):
+                    await asyncio.sleep(0.001)
                 await publish_update(PolicyUpdate(kind="promoted", version=v, path=str(path), checksum=checksum,
                                                   reason="bench swap", ts_s=0.0))
 
