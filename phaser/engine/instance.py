@@ -363,20 +363,20 @@ class Instance:
         t_end = self.t + k * alpha + beta * (k * (k - 1) / 2)
         last_dt = alpha + beta * (k - 1)
         bt = self.bt
-        kv = self.kv
         finished = False
+        new_blocks = 0
         for r in self.running:
-            r.gen += k
+            gen = r.gen = r.gen + k
             r.last_token = t_end
-            nb = -(-(r.prompt + r.gen - 1) // bt)
+            nb = -(-(r.prompt + gen - 1) // bt)
             if nb > r.blocks:
-                kv.allocate(nb - r.blocks)
+                new_blocks += nb - r.blocks
                 r.blocks = nb
             if last_dt > r.tbt_max:
                 r.tbt_max = last_dt
             m = r.tbt_m
-            if m:
-                top = r.tbt_top
+            top = r.tbt_top
+            if m and (len(top) < m or last_dt > top[0]):
                 j = k - 1
                 stop = k - m
                 if stop < 0:
@@ -390,8 +390,10 @@ class Instance:
                     else:
                         break
                     j -= 1
-            if r.gen >= r.output:
+            if gen >= r.output:
                 finished = True
+        if new_blocks:
+            self.kv.allocate(new_blocks)  # _span_len made sure they exist
         self.t = t_end
         self.iterations += k
         if finished:
