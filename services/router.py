@@ -35,7 +35,8 @@ from phaser.errors import PhaserError
 from phaser.types import Job
 from services.clock import StackClock
 from services.lifecycle import mark_ready
-from services.kafka import Committer, Publisher, Topics, ensure_topics, fetch, make_producer, start_consumer, stop_consumer
+from services.kafka import (Committer, Publisher, Topics, ensure_topics, fetch, make_producer, start_consumer,
+                            stop_consumer, warm_producer)
 
 #: the paper's router tick (stack seconds): the shortest decode iteration
 ROUTER_TICK_S = 0.02
@@ -162,8 +163,8 @@ def build_core(policy_name: str, n_instances: int, profiles: list[str], seed: in
 
 
 async def run_router(bootstrap: str, core: RouterCore, clock: StackClock, topics: Topics = Topics(),
-                     stop: asyncio.Event | None = None) -> RouterCore:
-    """The Kafka loop; runs until ``stop`` is set."""
+                     stop: asyncio.Event | None = None, ready: asyncio.Event | None = None) -> RouterCore:
+    """The Kafka loop; runs until ``stop`` is set (``ready`` is set once it is serving)."""
     stop = stop or asyncio.Event()
     n = len(core.view.instances)
     await ensure_topics(bootstrap, n, topics)
@@ -176,7 +177,10 @@ async def run_router(bootstrap: str, core: RouterCore, clock: StackClock, topics
         group_id=topics.prefix + "phaser-router", client_id="phaser-router")
     req_topic = topics.name("requests")
     seen: dict = {}
+    await warm_producer(producer, topics, ("assignments", "dead-letters"))
     mark_ready("router")
+    if ready is not None:
+        ready.set()
     committer = Committer(consumer, pub, COMMIT_EVERY_S)
 
     def positions():

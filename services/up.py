@@ -21,6 +21,12 @@ Decisions:
   the same interpreter, so they use the same installation as ``phaser up``.
 * The load is published only after every child is ready (see
   ``services.lifecycle``), so start-up time never shows up as router wait.
+* ``--policy rl`` runs the online-learning loop (issue 7): the router serves
+  the checkpoint store's current version with hot swap and canary
+  (``--store``), falling back to ``ONLINE_FALLBACK`` until a version is
+  promoted, and the trainer learns from the stream and publishes versions.
+  ``--checkpoint`` seeds the store (imported as the current version);
+  without it the loop starts from scratch. The trainer runs only then.
 """
 
 from __future__ import annotations
@@ -44,6 +50,10 @@ INSTANCES_PER_WORKER = 16
 READY_TIMEOUT_S = 60.0
 #: children that are not on the request path: if they die the run goes on
 OFF_PATH = ("monitor", "trainer")
+#: the policy that runs the online-learning loop, and what the router serves until
+#: the store has a current version (the baseline online learning must beat)
+ONLINE_POLICY = "rl"
+ONLINE_FALLBACK = "round-robin"
 
 
 @dataclass
@@ -66,6 +76,8 @@ class UpConfig:
     drain_timeout_s: float = 30.0
     monitor: bool = True
     checkpoints: str = ""  # trainer's checkpoint store; "" = a temporary folder of this run
+    checkpoint: str | None = None  # with --policy rl: seed the store with this checkpoint
+    plot: str | None = None  # PNG of served E2E over time per policy version
     monitor_interval_s: float = 5.0
 
 
@@ -94,13 +106,15 @@ def child_commands(cfg: UpConfig, bootstrap: str, prefix: str) -> dict[str, list
     py = [sys.executable, "-m", "phaser.cli.main"]
     common = ["--bootstrap", bootstrap, "--topic-prefix", prefix]
     clocked = common + ["--time-scale", repr(cfg.time_scale)]
-    cmds = {"router": py + ["router", "--policy", cfg.policy, "--instances", str(cfg.instances), "--profile", cfg.profile,
-                            "--predictor", cfg.predictor, "--seed", str(cfg.seed)] + clocked}
+    online = cfg.policy == ONLINE_POLICY
+    policy = ["--policy", ONLINE_FALLBACK, "--store", cfg.checkpoints] if online else ["--policy", cfg.policy]
+    cmds = {"router": py + ["router"] + policy + ["--instances", str(cfg.instances), "--profile", cfg.profile,
+                                                  "--predictor", cfg.predictor, "--seed", str(cfg.seed)] + clocked}
     for lo, hi in worker_ranges(cfg.instances, cfg.workers):
         cmds[f"worker-{lo}-{hi}"] = py + ["worker", "--instances", f"{lo}-{hi}", "--partitions", str(cfg.instances),
                                           "--profile", cfg.profile, "--heartbeat-s", repr(cfg.heartbeat_s),
                                           "--chunked-prefill" if cfg.chunked_prefill else "--no-chunked-prefill"] + clocked
-    if trainer_available():
+    if online and trainer_available():
         cmds["trainer"] = py + ["trainer", "--store", cfg.checkpoints, "--instances", str(cfg.instances)] + clocked
     if cfg.monitor:
         cmds["monitor"] = py + ["monitor", "--interval", repr(cfg.monitor_interval_s)] + common
@@ -181,6 +195,10 @@ def run_up(cfg: UpConfig) -> dict:
         asyncio.run(ensure_topics(bootstrap, cfg.instances, topics))
         if not cfg.checkpoints:
             cfg = replace(cfg, checkpoints=str(ready_dir / "checkpoints"))
+        if cfg.checkpoint and cfg.policy == ONLINE_POLICY:
+            from policy_trainer.store import CheckpointStore
+
+            CheckpointStore(cfg.checkpoints).import_checkpoint(cfg.checkpoint, "phaser up --checkpoint")
         cmds = child_commands(cfg, bootstrap, prefix)
         for name, argv in cmds.items():
             out = sys.stderr if name == "monitor" else None
@@ -189,6 +207,12 @@ def run_up(cfg: UpConfig) -> dict:
         t_load = time.monotonic()
         tally = asyncio.run(_drive_and_collect(cfg, requests, bootstrap, topics, children))
         summary = tally.summary()
+        from policy_trainer.report import plot_versions, policy_versions
+
+        summary["policy_versions"] = policy_versions(tally.completions.values())
+        if cfg.plot and tally.completions:
+            plot_versions(tally.completions.values(), cfg.plot,
+                          title=f"{cfg.workload}, {cfg.policy}, {cfg.instances} x {cfg.profile}")
         summary.update({"workload": cfg.workload, "policy": cfg.policy, "instances": cfg.instances, "profile": cfg.profile,
                         "time_scale": cfg.time_scale, "seed": cfg.seed, "startup_wall_s": round(t_load - t0, 3),
                         "run_wall_s": round(time.monotonic() - t_load, 3)})

@@ -43,7 +43,8 @@ import protos
 from phaser.errors import PhaserError
 from services.clock import StackClock
 from services.lifecycle import install_stop_signals, mark_ready
-from services.kafka import Committer, Publisher, Topics, ensure_topics, fetch, make_producer, start_consumer, stop_consumer
+from services.kafka import (Committer, Publisher, Topics, ensure_topics, fetch, make_producer, start_consumer,
+                            stop_consumer, warm_producer)
 
 DEFAULT_HEARTBEAT_S = 0.5
 #: wall seconds between offset commits (a commit is a broker round trip)
@@ -172,9 +173,11 @@ def build_engines(instances: list[int], profile: str, chunked_prefill: bool,
 
 
 async def run_worker(bootstrap: str, core: WorkerCore, clock: StackClock, topics: Topics = Topics(),
-                     stop: asyncio.Event | None = None, n_partitions: int | None = None) -> WorkerCore:
+                     stop: asyncio.Event | None = None, n_partitions: int | None = None,
+                     ready: asyncio.Event | None = None) -> WorkerCore:
     """The Kafka loop: read this worker's partitions of ``assignments``, drive the
-    engines, publish completions and heartbeats, until ``stop`` is set."""
+    engines, publish completions and heartbeats, until ``stop`` is set (``ready``
+    is set once it is serving)."""
     stop = stop or asyncio.Event()
     instances = sorted(core.engines)
     await ensure_topics(bootstrap, n_partitions or (max(instances) + 1), topics)
@@ -185,7 +188,10 @@ async def run_worker(bootstrap: str, core: WorkerCore, clock: StackClock, topics
     consumer = await start_consumer(bootstrap, [(name, i) for i in instances], group_id=topics.prefix + "phaser-worker",
                                     client_id="phaser-worker")
     seen: dict[int, int] = {}
+    await warm_producer(producer, topics, ("completions", "instance-status", "dead-letters"))
     mark_ready(f"worker-{instances[0]}-{instances[-1]}")
+    if ready is not None:
+        ready.set()
     committer = Committer(consumer, pub, COMMIT_EVERY_S)
 
     def positions():

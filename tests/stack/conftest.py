@@ -37,15 +37,16 @@ async def run_inprocess_stack(bootstrap: str, requests: list, *, instances: int,
     out = StackRun()
     out.router = build_core(policy, instances, [profile], seed=0, predictor="online")
     out.worker = WorkerCore(build_engines(list(range(instances)), profile, False))
-    stop = asyncio.Event()
-    tasks = [asyncio.create_task(run_router(bootstrap, out.router, clock, topics, stop)),
-             asyncio.create_task(run_worker(bootstrap, out.worker, clock, topics, stop))]
+    stop, r_ready, w_ready = asyncio.Event(), asyncio.Event(), asyncio.Event()
+    tasks = [asyncio.create_task(run_router(bootstrap, out.router, clock, topics, stop, ready=r_ready)),
+             asyncio.create_task(run_worker(bootstrap, out.worker, clock, topics, stop, ready=w_ready))]
     consumer = await start_consumer(bootstrap, [(topics.name("completions"), 0)], group_id=None)
     producer = make_producer(bootstrap)
     await producer.start()
     pub = Publisher(producer, topics, source="test")
     want = {r.id for r in requests}
     try:
+        await asyncio.wait_for(asyncio.gather(r_ready.wait(), w_ready.wait()), 30)  # as `phaser up` does
         if extra_load is not None:
             await extra_load(topics)
         load = asyncio.create_task(publish(requests, bootstrap, time_scale, topics=topics, idempotent=False))
