@@ -39,7 +39,10 @@ def register(app: typer.Typer) -> None:
                                      help="Run the monitor (plain lines on stderr)."),
         checkpoints: str = typer.Option("", "--checkpoints", envvar="PHASER_CHECKPOINTS",
                                         help="The trainer's checkpoint store (default: a temporary folder removed at the end)."),
+        checkpoint: str = typer.Option("", "--checkpoint", envvar="PHASER_CHECKPOINT",
+                                       help="With --policy rl: seed the store with this checkpoint (default: learn from scratch, round robin serves until a version is promoted)."),
         json_path: Path = typer.Option(None, "--json", help="Also write the summary as JSON to this path."),
+        plot: Path = typer.Option(None, "--plot", help="Write a PNG of served mean E2E over time per policy version."),
     ):
         """Run the whole stack, drive the load, print the summary read from `completions`."""
         import json
@@ -53,7 +56,8 @@ def register(app: typer.Typer) -> None:
                        workers=workers or None, profile=profile, policy=policy, predictor=predictor,
                        chunked_prefill=chunked_prefill, time_scale=time_scale, bootstrap=bootstrap or None,
                        port=port or None, drain_timeout_s=drain_timeout, monitor=monitor,
-                       checkpoints=checkpoints)
+                       checkpoints=checkpoints, checkpoint=checkpoint or None,
+                       plot=str(plot) if plot is not None else None)
         import signal
 
         def _term(*_):  # SIGTERM stops the stack like Ctrl-C (children reaped in run_up's finally)
