@@ -8,16 +8,18 @@ the kind order below, then by scheduling order, so a run is deterministic):
    Instances are advanced lazily: only at their own events, when a request is
    assigned to them, when they emit a heartbeat, or when the RL hook needs the
    state of every instance.
-1. *completion* at ``finish_s``: counted (the RL reward reads it), and delivered
-   to the view ``completion_delay_s`` later (default 0: at once).
-2. *status delivery* to the view (``heartbeat_delay_s`` after emission).
-3. *heartbeat* of one instance, every ``heartbeat_period_s`` (default 0.5 s, as
+1. *completion* at ``finish_s``: counted (the RL reward reads it), and
+2. delivered to the view ``completion_delay_s`` later (default 0: at once).
+3. *status delivery* to the view (``heartbeat_delay_s`` after emission).
+4. *heartbeat* of one instance, every ``heartbeat_period_s`` (default 0.5 s, as
    the live worker). Instances beat with a phase drawn from the seeded RNG so
-   they do not all report in the same instant (like independent workers).
-4. *arrival* of the next workload request into the FIFO router queue (the
-   requests are consumed from the sorted list, not the heap).
+   they do not all report in the same instant (like independent workers) —
+   this is what ``seed`` decides; engines and the router are deterministic.
 5. *router tick* — the head of the router queue is re-offered to the policy
    ``router_tick_s`` (0.02 s, the paper's tick) after it answered WAIT.
+6. *arrival* of the next workload request into the FIFO router queue (the
+   requests are consumed from the sorted list, not the heap; at equal times
+   every heap event goes first).
 
 Only the head of the router queue is ever decided (as the paper's router). A
 decision is needed when a request becomes the head at an arrival or after the
@@ -321,10 +323,8 @@ class ClusterSim:
         rem = float(len(self.queue))
         out = self._output
         for i, inst in enumerate(self.instances):
-            recs = inst.advance(t)
-            if recs:
-                self._collect(recs)
-                self._reschedule(i)
+            self._collect(inst.advance(t))
+            self._reschedule(i)
             for rid, gen in inst.in_flight():
                 rem += 1.0 - gen / out[rid]
         c, self._completed_since = self._completed_since, 0
