@@ -96,7 +96,16 @@ def test_invariants_no_loss_no_duplicate_fcfs(cfg):
     prof = cfg.pop("profile")
     reqs = workload(250, seed=3, rate=8.0)
     inst = Instance(0, prof, reference=True, **cfg)
+    orig, steps = inst._step, []
+
+    def checked_step(done):  # invariants after EVERY iteration
+        orig(done)
+        steps.append(1)
+        check_invariants(inst)
+
+    inst._step = checked_step
     recs = drive(inst, reqs, check=check_invariants, step=0.37)
+    assert len(steps) == inst.iterations
     assert sorted(r.id for r in recs) == sorted(r.id for r in reqs)  # each exactly once
     want = {r.id: r for r in reqs}
     for rec in recs:
