@@ -30,7 +30,7 @@ from policy_trainer.transitions import TransitionBatch
 
 class OnlineLearner:
     def __init__(self, n_instances: int, checkpoint: Checkpoint | None = None, seed: int = 0,
-                 max_updates: int = 64, buffer_size: int | None = None):
+                 max_updates: int = 64, overrides: dict | None = None):
         import jax
 
         from phaser.rl import dqn, network
@@ -47,13 +47,13 @@ class OnlineLearner:
             cfg = dqn.DQNConfig()
             self.parent = 0
             self.base_meta = {"variant": cfg.variant, "arch": cfg.arch}
-        if buffer_size is not None:
-            cfg = replace(cfg, buffer_size=buffer_size)
+        if overrides:
+            cfg = replace(cfg, **overrides)  # e.g. a smaller batch for tests; saved in the checkpoints
         self.cfg = cfg
         self.q_net = network.build(cfg.arch, n_instances, cfg.hidden)
         if checkpoint is not None:
             self.params = network.unflatten(checkpoint.params)
-            self.learning_starts = cfg.batch_size
+            self.learning_starts = min(cfg.batch_size, cfg.learning_starts)
         else:
             self.params = network.init_params(self.q_net, n_instances, jax.random.PRNGKey(seed))
             self.learning_starts = cfg.learning_starts

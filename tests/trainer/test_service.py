@@ -1,0 +1,74 @@
+"""TrainerCore without Kafka: joins, learns with the offline update step, publishes
+loadable versions, keeps the predictor learning, and --freeze does neither."""
+
+from __future__ import annotations
+
+import numpy as np
+import pytest
+
+from phaser.predictor.length import LengthPredictor
+from phaser.rl.policy import RLPolicy
+from policy_trainer.bench import synthetic_events
+from policy_trainer.learner import OnlineLearner
+from policy_trainer.service import TrainerCore
+from policy_trainer.store import CheckpointStore
+from policy_trainer.transitions import TransitionBuilder
+
+SMALL = {"batch_size": 32, "learning_starts": 64, "hidden": (16, 16), "target_update_every": 10}
+
+
+def _core(tmp_path, freeze=False, **kw):
+    learner = OnlineLearner(4, None, seed=0, overrides=SMALL)
+    builder = TransitionBuilder.for_config(learner.obs_dim, learner.cfg, settle_s=1.0)
+    return TrainerCore(learner, CheckpointStore(tmp_path / "store"), builder=builder, predictor=LengthPredictor(),
+                       freeze=freeze, **kw)
+
+
+def _feed(core, n=400):
+    for _, _, msg in synthetic_events(n, 4, seed=3):
+        core.on_message(msg, now_s=100.0)
+
+
+def test_learns_and_publishes_a_loadable_version(tmp_path):
+    core = _core(tmp_path, publish_every_updates=20, publish_every_s=1e9)
+    before = {k: v.copy() for k, v in core.learner.snapshot()[0].items()}
+    _feed(core)
+    updates = []
+    for k in range(20):
+        u = core.step(now_s=1000.0, wall_s=float(k))
+        if u is not None:
+            updates.append(u)
+    assert core.learner.transitions == 399 and core.learner.updates >= 20
+    assert updates and updates[0].kind == "published" and updates[0].version == 1
+    assert updates[0].stats["updates"] >= 20
+    v = core.store.load(updates[0].version)  # verified: checksum, format
+    assert v.checksum == updates[0].checksum and v.metadata["source"] == "online"
+    assert v.metadata["config"]["batch_size"] == 32
+    assert any(not np.array_equal(before[k], v.params[k]) for k in before)  # the weights moved
+    pol = RLPolicy.from_checkpoint(v, n_instances=4)  # the router can serve it
+    assert pol.n == 4
+    pred = LengthPredictor.from_dict(v.metadata["predictor"])  # the predictor learnt from the completions
+    assert pred.to_dict() == core.predictor.to_dict()
+
+
+def test_publishes_on_time_too(tmp_path):
+    core = _core(tmp_path, publish_every_updates=10**6, publish_every_s=5.0)
+    _feed(core)
+    assert core.step(1000.0, wall_s=0.0) is None  # updates ran, but neither K nor T reached
+    assert core.step(1000.0, wall_s=6.0).kind == "published"
+
+
+def test_freeze_neither_learns_nor_publishes(tmp_path):
+    core = _core(tmp_path, freeze=True, publish_every_updates=1, publish_every_s=0.1)
+    _feed(core)
+    for k in range(5):
+        assert core.step(1000.0, wall_s=float(k)) is None
+    assert core.learner.updates == 0 and core.store.versions() == []
+    assert core.joiner.counters.joined == 400
+
+
+def test_bad_publish_settings_are_user_errors(tmp_path):
+    from phaser.errors import PhaserError
+
+    with pytest.raises(PhaserError):
+        _core(tmp_path, publish_every_updates=0)
