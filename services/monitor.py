@@ -39,10 +39,11 @@ from services.kafka import Topics, partition_count, start_consumer, stop_consume
 
 RATE_WINDOW_S = 5.0
 LATENCY_WINDOW = 1000
-#: consumer group -> the base topics it commits (the trainer's group joins when it exists)
+#: consumer group -> the base topics it commits (services.router, services.worker, policy_trainer.service)
 GROUPS: dict[str, tuple[str, ...]] = {
     "phaser-router": ("requests", "completions", "instance-status"),
     "phaser-worker": ("assignments",),
+    "phaser-trainer": ("assignments", "completions", "instance-status"),
 }
 LATENCY_FIELDS = ("ttft_s", "tbt_mean_s", "e2e_s", "router_wait_s")
 
@@ -52,6 +53,7 @@ class Snapshot:
     rates: dict[str, float]  # topic -> messages per wall second
     totals: dict[str, int]  # topic -> records seen
     lag: dict[str, int]  # group -> records behind
+    lag_by_topic: dict[str, dict[str, int]]  # group -> base topic -> records behind
     latency: dict[str, dict[str, float]]  # field -> {p50, p90, p99}
     completions: int
 
@@ -87,16 +89,20 @@ class MonitorCore:
             while q and q[0] < now_wall - self.rate_window_s:
                 q.popleft()
             rates[t] = len(q) / self.rate_window_s
-        lag = {}
+        lag, by_topic = {}, {}
         for g, offsets in committed.items():
-            lag[g] = sum(max(0, hi - offsets.get(k, 0)) for k, hi in self.high.items() if k[0] in GROUPS.get(g, ()))
+            per = by_topic[g] = {}
+            for k, hi in self.high.items():
+                if k[0] in GROUPS.get(g, ()):
+                    per[k[0]] = per.get(k[0], 0) + max(0, hi - offsets.get(k, 0))
+            lag[g] = sum(per.values())
         latency = {}
         for f in LATENCY_FIELDS:
             vals = self._lat.get(f)
             if vals:
                 p50, p90, p99 = np.percentile(np.fromiter(vals, float), [50, 90, 99])
                 latency[f] = {"p50": float(p50), "p90": float(p90), "p99": float(p99)}
-        return Snapshot(rates, {t: self.totals.get(t, 0) for t in TOPICS}, lag, latency, self.completions)
+        return Snapshot(rates, {t: self.totals.get(t, 0) for t in TOPICS}, lag, by_topic, latency, self.completions)
 
 
 def render_plain(s: Snapshot) -> str:
