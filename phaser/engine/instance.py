@@ -233,7 +233,8 @@ class Instance:
                 if k >= 2:
                     t0 = self.t
                     self._span(k, alpha, beta, done)
-                    if k < k_free:  # cut by the horizon: same batch, its next event is already known
+                    if k < k_free and h == horizon and not (w and w[0].added > self.t):
+                        # cut by the horizon with nothing about to join: same batch, next event known
                         self._net = t0 + k_free * alpha + beta * (k_free * (k_free - 1) / 2)
                     continue
             self._step(done)

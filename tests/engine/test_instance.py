@@ -307,3 +307,15 @@ def test_tbt_p99_is_nearest_rank_and_ignores_a_single_stall():
             assert rec.tbt_p99_s == rec.tbt_max_s
         else:
             assert rec.tbt_p99_s < 1.5 * A100.floor_s
+
+
+def test_next_event_time_stays_a_lower_bound_with_a_request_added_ahead():
+    inst = Instance(0, A100)
+    inst.add(Request(id="a", arrival_s=0.0, prompt_tokens=100, output_tokens=400), 0.0)
+    inst.advance(0.1)
+    inst.add(Request(id="b", arrival_s=2.0, prompt_tokens=100, output_tokens=1), 2.0)
+    inst.advance(1.0)  # a span cut at the horizon, with b still ahead
+    te = inst.next_event_time()
+    recs = inst.advance(math.inf)
+    first = min(r.finish_s for r in recs)
+    assert te <= first + 1e-12 and te <= 2.0 + A100.floor_s + 1e-12
