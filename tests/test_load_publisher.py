@@ -126,3 +126,27 @@ def test_cli_load_writes_the_report(broker, tmp_path):
     for key in ("requested", "sent", "failed", "refused", "duration_s", "target_rate", "achieved_rate", "max_lag_s", "p99_lag_s"):
         assert key in rep
     assert rep["sent"] == rep["requested"] == 100
+
+
+async def test_stalled_broker_is_reported_and_nothing_is_dropped_or_duplicated():
+    """SIGSTOP a private broker mid-run: the schedule keeps going (open loop), the
+    progress says the broker is not acknowledging, and after SIGCONT every request
+    arrives exactly once."""
+    import os
+    import signal
+
+    from services.broker import EmbeddedBroker
+
+    work = load_workload("paper-mix", n=300, rate=100.0, seed=9)  # 3 s at scale 1
+    snaps = []
+    with EmbeddedBroker(port=free_port(), schemas=False) as b:
+        loop = asyncio.get_running_loop()
+        loop.call_later(0.8, os.kill, b.proc.pid, signal.SIGSTOP)
+        loop.call_later(2.6, os.kill, b.proc.pid, signal.SIGCONT)
+        rep = await publish(work, b.bootstrap, 1.0, topics=Topics("t-stall-"), run_id="st", progress=snaps.append)
+        assert (rep["sent"], rep["failed"], rep["refused"]) == (300, 0, 0)
+        assert max(s.stalled_s for s in snaps) > 1.0  # said so while it happened
+        assert rep["p99_lag_s"] < 0.5  # the schedule itself was not held up
+        raw = await _read_all(b.bootstrap, "t-stall-requests", lambda got: len(got) >= 300)
+    ids = [protos.decode("requests", v).id for v in raw]
+    assert len(ids) == 300 and len(set(ids)) == 300
