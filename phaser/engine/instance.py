@@ -175,6 +175,9 @@ class Instance:
         self.preemptions = 0
         self._ids: set[str] = set()
         self._net: float | None = None  # cached next_event_time(), None = stale
+        # (min tokens left, Σ prompt+gen) over the running batch, kept across decode
+        # spans so a span's length is O(1) to find; None = recompute
+        self._agg: tuple[int, int] | None = None
         # profile constants, local for speed
         p = profile
         self._floor, self._a, self._b, self._c, self._d = p.floor_s, p.a_s, p.b_s, p.c_s, p.d_s
@@ -307,13 +310,18 @@ class Instance:
         = up to the next completion, KV permitting; ``k`` = those of them that
         start before ``horizon``. Returns ``(k, k_free, α, β)``."""
         running = self.running
-        k = 1 << 62
-        K0 = 0
-        for r in running:
-            left = r.output - r.gen
-            if left < k:
-                k = left
-            K0 += r.prompt + r.gen
+        agg = self._agg
+        if agg is None:
+            k = 1 << 62
+            K0 = 0
+            for r in running:
+                left = r.output - r.gen
+                if left < k:
+                    k = left
+                K0 += r.prompt + r.gen
+            self._agg = (k, K0)
+        else:
+            k, K0 = agg
         B = len(running)
         lin = self._a + self._b * B
         if lin < self._floor:
@@ -399,6 +407,10 @@ class Instance:
         self.iterations += k
         if finished:
             self._finish(t_end, done)
+            self._agg = None
+        elif self._agg is not None:
+            left, K0 = self._agg
+            self._agg = (left - k, K0 + k * len(self.running))
 
     def _preempt_last(self) -> _Req:
         v = self.running.pop()
@@ -415,6 +427,7 @@ class Instance:
 
     def _step(self, done: list[RequestRecord]) -> None:
         """One iteration, scheduled and executed."""
+        self._agg = None
         t0 = self.t
         bt = self.bt
         kv = self.kv
