@@ -178,10 +178,5 @@ def get_profile(name: str) -> LatencyProfile:
         raise PhaserError(f"unknown profile {name!r}; known: {', '.join(sorted(PROFILES))}") from None
 
 
-def blocks_for(tokens: int, block_tokens: int = 16) -> int:
-    """KV blocks needed to hold ``tokens`` tokens."""
-    return -(-tokens // block_tokens) if tokens > 0 else 0
-
-
-__all__ = ["LatencyProfile", "PROFILES", "get_profile", "blocks_for", "ATTN_FLOP_EFFICIENCY",
+__all__ = ["LatencyProfile", "PROFILES", "get_profile", "ATTN_FLOP_EFFICIENCY",
            "KV_READ_EFFICIENCY"]
