@@ -235,9 +235,20 @@ async def ingest_benchmark(bootstrap: str, *, events: int, instances: int = 4, s
     with tempfile.TemporaryDirectory(prefix="phaser-ingest-") as d:
         # the synthetic stream spans events/2 * 0.01 stack s; a 1 s settle keeps the learner busy as in production
         core = build_core(d, instances, None, seed, publish_every_updates=10**9, publish_every_s=1e9,
-                          freeze=not learn, settle_s=1.0)
-        # the stream's clock: far past the synthetic events, so they are all settled
-        clock = StackClock(1.0, wall=lambda: 1e6)
+                          freeze=not learn, settle_s=60.0)
+        # the backlog is read as fast as possible, so the stack clock follows the
+        # stream: "now" is the newest event time read (as if consumed live)
+        latest = [0.0]
+        on_message = core.on_message
+
+        def tracking(msg, now_s):
+            t = msg.decided_s if isinstance(msg, Assignment) else msg.finish_s if isinstance(msg, Completion) else 0.0
+            if t > latest[0]:
+                latest[0] = t
+            on_message(msg, latest[0])
+
+        core.on_message = tracking
+        clock = StackClock(1.0, wall=lambda: latest[0])
         stop = asyncio.Event()
         total = (events // 2) * 2
         t0 = time.monotonic()

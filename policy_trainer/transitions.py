@@ -156,12 +156,17 @@ class TransitionBuilder:
         if not self._life:
             return np.zeros_like(t)
         lt = np.array(list(self._life.values()), np.float64)
-        arr, ft, fin, out = lt[:, 0], lt[:, 1], lt[:, 2], lt[:, 3]
+        lt = lt[np.argsort(lt[:, 0], kind="stable")]  # by arrival, so a block's candidates are a prefix
         res = np.empty_like(t)
-        span = np.maximum(fin - ft, 1e-9)
         for i in range(0, len(t), _BLOCK):
-            tt = t[i:i + _BLOCK, None]
-            alive = (tt >= arr) & (tt < fin)
-            produced = np.where(tt < ft, 0.0, 1.0 + (out - 1.0) * (tt - ft) / span)
+            tt = t[i:i + _BLOCK]
+            # only lifetimes overlapping this block's time span: arrival <= max(tt), finish > min(tt)
+            cand = lt[:np.searchsorted(lt[:, 0], tt[-1], side="right")]
+            cand = cand[cand[:, 2] > tt[0]]
+            arr, ft, fin, out = cand[:, 0], cand[:, 1], cand[:, 2], cand[:, 3]
+            span = np.maximum(fin - ft, 1e-9)
+            col = tt[:, None]
+            alive = (col >= arr) & (col < fin)
+            produced = np.where(col < ft, 0.0, 1.0 + (out - 1.0) * (col - ft) / span)
             res[i:i + _BLOCK] = np.where(alive, 1.0 - produced / out, 0.0).sum(axis=1)
         return res
