@@ -80,7 +80,9 @@ class Topics:
 
 
 def _kafka_error(bootstrap: str, e: Exception) -> PhaserError:
-    return PhaserError(f"cannot reach Kafka at {bootstrap}: {e.__class__.__name__} {e}".strip())
+    text = str(e)
+    name = e.__class__.__name__
+    return PhaserError(f"cannot reach Kafka at {bootstrap}: {text if text.startswith(name) else f'{name} {text}'}".strip())
 
 
 async def ensure_topics(bootstrap: str, n_instances: int, topics: Topics = Topics()) -> dict[str, int]:

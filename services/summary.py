@@ -31,6 +31,7 @@ class Tally:
     duplicates: int = 0
     foreign: int = 0
     bad_instance: int = 0
+    load_report: dict = field(default_factory=dict)  # the publisher's report (load_generator.publisher)
 
     def add(self, c: Completion) -> None:
         if c.request_id not in self.requested_ids:

@@ -43,6 +43,7 @@ from pathlib import Path
 
 from phaser.errors import PhaserError
 from services.kafka import Topics, ensure_topics, fetch, make_producer, start_consumer, stop_consumer, Publisher
+from services.clock import StackClock
 from services.lifecycle import Children
 from services.summary import Tally
 
@@ -145,6 +146,7 @@ async def _drive_and_collect(cfg: UpConfig, requests: list, bootstrap: str, topi
     load = asyncio.ensure_future(publish(requests, bootstrap, cfg.time_scale, topics=topics,
                                          idempotent=cfg.bootstrap is not None))
     last_progress = time.monotonic()
+    report: dict = {}
     try:
         while True:
             msgs, _ = await fetch(consumer, pub, 0.2)
@@ -153,7 +155,7 @@ async def _drive_and_collect(cfg: UpConfig, requests: list, bootstrap: str, topi
             if msgs:
                 last_progress = time.monotonic()
             if load.done():
-                load.result()  # a failed publish is an error of the run
+                report = load.result()  # a failed publish is an error of the run
                 if tally.done or time.monotonic() - last_progress > cfg.drain_timeout_s:
                     break
             else:
@@ -169,6 +171,7 @@ async def _drive_and_collect(cfg: UpConfig, requests: list, bootstrap: str, topi
         await pub.flush()
         await producer.stop()
         await stop_consumer(consumer)
+    tally.load_report = report
     return tally
 
 
@@ -179,6 +182,8 @@ def run_up(cfg: UpConfig) -> dict:
 
     if cfg.requests < 1:
         raise PhaserError(f"--requests must be >= 1, got {cfg.requests}")
+    StackClock(cfg.time_scale)  # validates --time-scale here, not in every child
+    worker_ranges(cfg.instances, cfg.workers)
     requests = load_workload(cfg.workload, n=cfg.requests, rate=cfg.rate, seed=cfg.seed)
     prefix = cfg.topic_prefix if cfg.topic_prefix is not None else ("" if cfg.bootstrap is None else f"up-{uuid.uuid4().hex[:8]}-")
     topics = Topics(prefix)
@@ -207,6 +212,8 @@ def run_up(cfg: UpConfig) -> dict:
         t_load = time.monotonic()
         tally = asyncio.run(_drive_and_collect(cfg, requests, bootstrap, topics, children))
         summary = tally.summary()
+        summary["load"] = {k: tally.load_report[k] for k in ("sent", "failed", "refused", "max_lag_s", "p99_lag_s")
+                           if k in tally.load_report}
         from policy_trainer.report import plot_versions, policy_versions
 
         summary["policy_versions"] = policy_versions(tally.completions.values())

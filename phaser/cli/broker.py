@@ -22,7 +22,10 @@ def register(app: typer.Typer) -> None:
         b.start()
         typer.echo(f"broker listening on {b.bootstrap} (schemas {'off' if no_schemas else 'enforced'}); Ctrl-C stops it",
                    err=True)
-        signal.signal(signal.SIGTERM, lambda *_: (_ for _ in ()).throw(KeyboardInterrupt()))
+        def _term(*_):  # SIGTERM stops the broker like Ctrl-C
+            raise KeyboardInterrupt
+
+        signal.signal(signal.SIGTERM, _term)
         try:
             code = b.proc.wait()
             raise typer.Exit(code or 0)
