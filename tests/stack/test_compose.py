@@ -67,6 +67,21 @@ def test_every_env_var_in_compose_is_read_by_some_option():
     assert used and used <= known, f"unknown PHASER_ variables: {sorted(used - known)}"
 
 
+@pytest.mark.parametrize("name", PHASER_SERVICES)
+def test_service_specific_env_vars_are_read_by_that_service(name):
+    """Variables a service sets beyond the shared block must configure *its* command."""
+    shared = set(COMPOSE["x-phaser"]["environment"])
+    svc = SERVICES[name]
+    cmd = _cli().commands[svc["command"][1]]
+    mine = set()
+    for p in cmd.params:
+        ev = getattr(p, "envvar", None)
+        mine |= {ev} if isinstance(ev, str) else set(ev or ())
+    specific = {k for k in svc["environment"] if k.startswith("PHASER_")} - shared
+    assert specific <= mine, f"{name}: not read by `phaser {svc['command'][1]}`: {sorted(specific - mine)}"
+    assert "PHASER_BOOTSTRAP" in mine
+
+
 def test_worker_ranges_cover_the_cluster_once():
     from phaser.cli._common import parse_instances
 

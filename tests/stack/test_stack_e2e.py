@@ -25,12 +25,14 @@ async def test_500_requests_in_500_completions_out(bare_broker, stack_runner):
     assert run.router.routed == 500 and run.worker.completed == 500
 
 
-async def test_malformed_requests_are_dead_lettered_and_valid_ones_served(bare_broker, stack_runner):
+async def test_malformed_requests_are_dead_lettered_and_valid_ones_served_once(bare_broker, stack_runner):
     bad = {
         b"{not json at all": "not JSON",
         orjson.dumps({"v": 1, "id": "no-prompt", "arrival_s": 1.0, "output_tokens": 5}): "prompt_tokens",
         orjson.dumps({"v": 1, "id": "neg", "arrival_s": 1.0, "prompt_tokens": -3, "output_tokens": 5}): "prompt_tokens",
     }
+
+    reqs = load_workload("paper-mix", n=40, seed=5)
 
     async def inject(topics: Topics):
         prod = make_producer(bare_broker.bootstrap)
@@ -38,14 +40,15 @@ async def test_malformed_requests_are_dead_lettered_and_valid_ones_served(bare_b
         pub = Publisher(prod, topics, source="test")
         for raw in bad:
             await pub.send_raw("requests", raw)
+        await pub.send("requests", reqs[7])  # the publisher sends it again later: routed once
         await pub.flush()
         await prod.stop()
 
     topics = Topics(f"t{uuid.uuid4().hex[:8]}-")
-    reqs = load_workload("paper-mix", n=40, seed=5)
     run = await stack_runner(bare_broker.bootstrap, reqs, instances=2, profile="v100-llama2-7b", time_scale=100.0,
                              topics=topics, extra_load=inject)
     assert sorted(run.completions) == sorted(r.id for r in reqs)  # the router kept serving
+    assert run.duplicates == 0 and run.router.duplicates == 1 and run.router.routed == 40
     c = await start_consumer(bare_broker.bootstrap, [(topics.name("dead-letters"), 0)], group_id=None)
     try:
         dls = []
