@@ -24,7 +24,7 @@ def register(app: typer.Typer) -> None:
 
         from services.kafka import Topics
         from services.monitor import run_monitor
-        from services.worker import install_stop_signals
+        from services.lifecycle import install_stop_signals
 
         async def _run():
             stop = asyncio.Event()
