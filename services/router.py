@@ -11,7 +11,10 @@ Decisions:
   predictor's output is attached and before any policy sees it.
 * **De-duplication**: a request id is routed once, even if ``requests``
   delivers it twice (producer retry, router restart re-reading uncommitted
-  offsets). The set of seen ids is kept for the router's lifetime.
+  offsets). The last ``DEDUPE_WINDOW`` ids are remembered (1 M ids ≈ 100 MB
+  of Python strings at most): a redelivery comes from the uncommitted tail of
+  ``requests``, at most ``COMMIT_EVERY_S`` of traffic plus the router queue,
+  orders of magnitude fewer records than that.
 * **WAIT**: the head of the queue stays at the head and the policy is asked
   again every router tick (0.02 stack seconds, the paper's tick). Requests behind
   it wait too (FCFS, as in the paper's router queue).
@@ -38,6 +41,8 @@ from services.lifecycle import mark_ready
 from services.kafka import (Committer, Publisher, Topics, ensure_topics, fetch, make_producer, start_consumer,
                             stop_consumer, warm_producer)
 
+#: request ids remembered for de-duplication (see module docstring)
+DEDUPE_WINDOW = 1_000_000
 #: the paper's router tick (stack seconds): the shortest decode iteration
 ROUTER_TICK_S = 0.02
 #: wall seconds between offset commits (``services.kafka.Committer``)
@@ -53,7 +58,7 @@ class RouterCore:
     predictor: object  # phaser.predictor API: .predict(request) -> (expected tokens, bucket), optional .update
     tick_s: float = ROUTER_TICK_S
     queue: deque = field(default_factory=deque)  # of (Request, Job, offset in `requests` or -1)
-    seen: set[str] = field(default_factory=set)
+    seen: dict[str, None] = field(default_factory=dict)  # insertion-ordered: oldest first
     duplicates: int = 0
     routed: int = 0
     #: ``services.policy_swap.PolicySwap`` when versions are hot-swapped (``--store``):
@@ -66,7 +71,9 @@ class RouterCore:
         if req.id in self.seen:
             self.duplicates += 1
             return False
-        self.seen.add(req.id)
+        self.seen[req.id] = None
+        if len(self.seen) > DEDUPE_WINDOW:
+            del self.seen[next(iter(self.seen))]
         tokens, bucket = self.predictor.predict(req)
         self.queue.append((req, Job.from_request(req, tokens, bucket), offset))
         return True

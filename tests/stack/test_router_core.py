@@ -65,3 +65,14 @@ def test_completions_train_the_predictor_and_free_the_view():
     assert core.view.outstanding == 0
     assert core.predictor.predict(_req(0))[0] > before
     assert core.requests_commit(7) == 7
+
+
+def test_dedupe_memory_is_bounded(monkeypatch):
+    import services.router as router
+
+    monkeypatch.setattr(router, "DEDUPE_WINDOW", 3)
+    core = build_core("round-robin", 1, ["v100-llama2-7b"], seed=0, predictor="mean")
+    for i in range(5):
+        assert core.on_request(_req(i))
+    assert list(core.seen) == ["r2", "r3", "r4"]
+    assert not core.on_request(_req(4)) and core.on_request(_req(0))  # r0 fell out of the window
