@@ -138,6 +138,25 @@ class _Req:
         self.tbt_m = n - math.ceil(0.99 * n) + 1 if n > 0 else 0
 
 
+def _starts_before(alpha: float, beta: float, D: float) -> int:
+    """Smallest j with S(j) = j·α + β·j(j−1)/2 >= D: iterations 0..j−1 of a
+    span (iteration i lasting α + β·i) start less than D after its start."""
+    if D <= 0.0:
+        return 0
+    if beta > 0.0:
+        h = alpha - beta / 2.0
+        j = math.ceil((-h + math.sqrt(h * h + 2.0 * beta * D)) / beta)
+    else:
+        j = math.ceil(D / alpha)
+    if j < 0:
+        j = 0
+    while j > 0 and (j - 1) * alpha + beta * ((j - 1) * (j - 2) / 2) >= D:
+        j -= 1
+    while j * alpha + beta * (j * (j - 1) / 2) < D:
+        j += 1
+    return j
+
+
 def _push_tbt(r: _Req, v: float) -> None:
     if v > r.tbt_max:
         r.tbt_max = v
@@ -178,6 +197,9 @@ class Instance:
         # (min tokens left, Σ prompt+gen) over the running batch, kept across decode
         # spans so a span's length is O(1) to find; None = recompute
         self._agg: tuple[int, int] | None = None
+        # an open decode span [t0, α, β, k_free, k_done]: k_done of its iterations are
+        # done (self.t, self.iterations include them) but not yet applied per request
+        self._open: list | None = None
         # profile constants, local for speed
         p = profile
         self._floor, self._a, self._b, self._c, self._d = p.floor_s, p.a_s, p.b_s, p.c_s, p.d_s
@@ -205,6 +227,8 @@ class Instance:
 
     def cached_prefix_len(self, prefix_ids) -> int:
         """Prompt tokens a request with these ``prefix_ids`` would find cached here now."""
+        if self._open is not None:
+            self._close()  # the span's block allocations may evict cached prefixes
         return self.kv.prefix_hits(prefix_ids) * PREFIX_BLOCK_TOKENS
 
     def idle(self) -> bool:
@@ -216,6 +240,27 @@ class Instance:
         ``horizon``: deliver it at ``finish_s``)."""
         done: list[RequestRecord] = []
         while True:
+            op = self._open
+            if op is not None:
+                if self.waiting:  # someone may join: materialise, then schedule normally
+                    self._close()
+                else:
+                    if self.t >= horizon:
+                        break
+                    t0, alpha, beta, k_free, k_done = op
+                    j = _starts_before(alpha, beta, horizon - t0) if horizon < _INF else k_free
+                    if j < k_free:  # still cut by the horizon: O(1), per-request state stays lazy
+                        self.iterations += j - k_done
+                        op[4] = j
+                        self.t = t0 + j * alpha + beta * (j * (j - 1) / 2)
+                        break
+                    self._open = None  # the span reaches its end (a completion): apply it whole
+                    self._net = None
+                    self.iterations += k_free - k_done
+                    t_end = t0 + k_free * alpha + beta * (k_free * (k_free - 1) / 2)
+                    self._apply_span(k_free, alpha, beta, t_end, done)
+                    self.t = t_end
+                    continue
             running = self.running
             if not running:
                 w = self.waiting
@@ -233,9 +278,20 @@ class Instance:
                 if w and w[0].added > self.t and w[0].added < h:
                     h = w[0].added  # added "in the future": the span must let it join in time
                 k, k_free, alpha, beta = self._span_len(h)
+                t0 = self.t
+                if 1 <= k < k_free and h == horizon and not w:
+                    # cut by the horizon, nobody waiting: open a lazy span (O(1) now and
+                    # at later cuts; per-request state is brought up to date on _close)
+                    self._open = [t0, alpha, beta, k_free, k]
+                    self.iterations += k
+                    self.t = t0 + k * alpha + beta * (k * (k - 1) / 2)
+                    self._net = t0 + k_free * alpha + beta * (k_free * (k_free - 1) / 2)
+                    break
                 if k >= 2:
-                    t0 = self.t
-                    self._span(k, alpha, beta, done)
+                    t_end = t0 + k * alpha + beta * (k * (k - 1) / 2)
+                    self.iterations += k
+                    self._apply_span(k, alpha, beta, t_end, done)
+                    self.t = t_end
                     if k < k_free and h == horizon and not (w and w[0].added > self.t):
                         # cut by the horizon with nothing about to join: same batch, next event known
                         self._net = t0 + k_free * alpha + beta * (k_free * (k_free - 1) / 2)
@@ -250,6 +306,8 @@ class Instance:
         net = self._net
         if net is not None:
             return net
+        if self._open is not None:
+            self._close()
         running = self.running
         if not running:
             if not self.waiting:
@@ -276,16 +334,30 @@ class Instance:
 
         pf = self.n_prefilling
         inflight = 0
-        for r in self.running:
-            inflight += r.done_pf if r.done_pf < r.target else r.prompt + r.gen - 1
+        kv_used = self.kv.used
+        op = self._open
+        if op is None:
+            for r in self.running:
+                inflight += r.done_pf if r.done_pf < r.target else r.prompt + r.gen - 1
+        else:  # an open span: the state k_done iterations on, computed without applying it
+            k = op[4]
+            bt = self.bt
+            for r in self.running:
+                ctx = r.prompt + r.gen + k - 1
+                inflight += ctx
+                nb = -(-ctx // bt)
+                if nb > r.blocks:
+                    kv_used += nb - r.blocks
         # validated construction (pydantic-core validates these ints faster than model_construct builds)
         return InstanceStatus(
             instance=self.index, ts_s=t, profile=self.profile.name, running_prefill=pf,
-            running_decode=len(self.running) - pf, waiting=len(self.waiting), kv_blocks_used=self.kv.used,
+            running_decode=len(self.running) - pf, waiting=len(self.waiting), kv_blocks_used=kv_used,
             kv_blocks_total=self.kv.total, tokens_in_flight=inflight, completed=self.completed)
 
     def in_flight(self) -> list[tuple[str, int]]:
         """(request id, tokens produced so far) of every request on this instance."""
+        if self._open is not None:
+            self._close()
         return [(r.id, r.gen) for r in self.running] + [(r.id, r.gen) for r in self.waiting]
 
     # ------------------------------------------------------------ internals
@@ -350,26 +422,23 @@ class Instance:
                 k = lo
         k_free = k
         if horizon < _INF:
-            D = horizon - self.t
-            # smallest j with S(j) = j·α + β·j(j−1)/2 >= D: iterations 0..j-1 start before horizon
-            if beta > 0.0:
-                h = alpha - beta / 2.0
-                j = math.ceil((-h + math.sqrt(h * h + 2.0 * beta * D)) / beta)
-            else:
-                j = math.ceil(D / alpha)
-            j = max(j, 0)
-            while j > 0 and (j - 1) * alpha + beta * ((j - 1) * (j - 2) / 2) >= D:
-                j -= 1
-            while j * alpha + beta * (j * (j - 1) / 2) < D:
-                j += 1
+            j = _starts_before(alpha, beta, horizon - self.t)
             if j < k:
                 k = j
         return k, k_free, alpha, beta
 
-    def _span(self, k: int, alpha: float, beta: float, done: list[RequestRecord]) -> None:
-        """Run ``k`` decode-only iterations of the current batch in closed form
-        (iteration j lasts ``alpha + beta·j``)."""
-        t_end = self.t + k * alpha + beta * (k * (k - 1) / 2)
+    def _close(self) -> None:
+        """Bring per-request state up to date with an open span's done iterations."""
+        t0, alpha, beta, k_free, k_done = self._open
+        self._open = None
+        done: list[RequestRecord] = []
+        self._apply_span(k_done, alpha, beta, self.t, done)
+        assert not done  # k_done < k_free <= tokens left of every request
+
+    def _apply_span(self, k: int, alpha: float, beta: float, t_end: float, done: list[RequestRecord]) -> None:
+        """Per-request effects of ``k`` decode-only iterations of the current batch
+        (iteration j lasts ``alpha + beta·j``), the last one ending at ``t_end``.
+        The caller moves ``self.t`` and ``self.iterations``."""
         last_dt = alpha + beta * (k - 1)
         bt = self.bt
         finished = False
@@ -403,8 +472,6 @@ class Instance:
                 finished = True
         if new_blocks:
             self.kv.allocate(new_blocks)  # _span_len made sure they exist
-        self.t = t_end
-        self.iterations += k
         if finished:
             self._finish(t_end, done)
             self._agg = None
