@@ -68,12 +68,11 @@ from dataclasses import dataclass
 import numpy as np
 import orjson
 from aiokafka import AIOKafkaProducer
-from aiokafka.admin import AIOKafkaAdminClient, NewTopic
-from aiokafka.errors import KafkaConnectionError, KafkaError, KafkaTimeoutError, TopicAlreadyExistsError, UnknownError
+from aiokafka.errors import KafkaConnectionError, KafkaError, KafkaTimeoutError, UnknownError
 
 from phaser.errors import PhaserError
 from protos import Request
-from services.kafka import DEAD_LETTERS, LINGER_MS, Publisher, Topics, make_producer
+from services.kafka import DEAD_LETTERS, LINGER_MS, Publisher, Topics, create_topics, make_producer
 
 #: seconds between progress snapshots
 PROGRESS_EVERY_S = 0.1
@@ -106,16 +105,9 @@ class Snapshot:
 
 
 async def _create_topics(bootstrap: str, topics: Topics) -> None:
-    admin = AIOKafkaAdminClient(bootstrap_servers=bootstrap, request_timeout_ms=10_000)
-    try:
-        await admin.start()
-        for base in ("requests", DEAD_LETTERS):
-            try:
-                await admin.create_topics([NewTopic(topics.name(base), num_partitions=1, replication_factor=1)])
-            except TopicAlreadyExistsError:  # error 36: fine
-                pass
-    finally:
-        await admin.close()
+    """Only the topics the publisher writes: ``assignments`` is left to the
+    router/workers, who know the instance count (its partition count)."""
+    await create_topics(bootstrap, {topics.name(b): 1 for b in ("requests", DEAD_LETTERS)})
 
 
 async def ensure_load_topics(bootstrap: str, topics: Topics = Topics()) -> None:

@@ -85,23 +85,38 @@ def _kafka_error(bootstrap: str, e: Exception) -> PhaserError:
     return PhaserError(f"cannot reach Kafka at {bootstrap}: {text if text.startswith(name) else f'{name} {text}'}".strip())
 
 
-async def ensure_topics(bootstrap: str, n_instances: int, topics: Topics = Topics()) -> dict[str, int]:
-    """Create every topic if missing (idempotent); ``assignments`` gets at least
-    ``n_instances`` partitions. Returns topic -> partitions requested."""
-    if n_instances < 1:
-        raise PhaserError(f"need at least one instance, got {n_instances}")
-    wanted = topics.partitions(n_instances)
+async def create_topics(bootstrap: str, wanted: dict[str, int]) -> None:
+    """Create each ``name -> partitions`` topic that is missing (error 36,
+    already exists, is fine). The one place phaser creates topics. Kafka errors
+    propagate unchanged so callers can retry connection failures."""
     admin = AIOKafkaAdminClient(bootstrap_servers=bootstrap, request_timeout_ms=10_000)
-    try:
-        await admin.start()
-    except KafkaError as e:
-        raise _kafka_error(bootstrap, e) from None
+    await admin.start()
     try:
         for name, parts in wanted.items():
             try:
                 await admin.create_topics([NewTopic(name, num_partitions=parts, replication_factor=1)])
             except TopicAlreadyExistsError:
                 pass
+    finally:
+        await admin.close()
+
+
+async def ensure_topics(bootstrap: str, n_instances: int, topics: Topics = Topics()) -> dict[str, int]:
+    """Create every topic if missing (idempotent); ``assignments`` gets at least
+    ``n_instances`` partitions. Returns topic -> partitions requested."""
+    if n_instances < 1:
+        raise PhaserError(f"need at least one instance, got {n_instances}")
+    wanted = topics.partitions(n_instances)
+    try:
+        await create_topics(bootstrap, wanted)
+    except KafkaError as e:
+        raise _kafka_error(bootstrap, e) from None
+    admin = AIOKafkaAdminClient(bootstrap_servers=bootstrap, request_timeout_ms=10_000)
+    try:
+        await admin.start()
+    except KafkaError as e:
+        raise _kafka_error(bootstrap, e) from None
+    try:
         have = await partition_count(bootstrap, topics.name("assignments"))
         if have < n_instances:
             try:
