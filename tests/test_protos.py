@@ -1,6 +1,5 @@
 import base64
 
-import orjson
 import pytest
 
 from protos import TOPICS, Assignment, DecodeError, Request, dead_letter, decode, encode

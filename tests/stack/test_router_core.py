@@ -4,7 +4,7 @@ re-ask at the tick, never reading the oracle."""
 from __future__ import annotations
 
 import protos
-from services.router import ROUTER_TICK_S, RouterCore, build_core
+from services.router import ROUTER_TICK_S, build_core
 
 
 def _req(i: int, t: float = 0.0, out: int = 50) -> protos.Request:
