@@ -68,9 +68,10 @@ class DQNConfig:
     n_envs: int = 4
     # reward (see phaser.rl.env): units are "requests-in-system per 0.02 s tick"
     completion_bonus: float = 60.0
-    reward_scale: float = 0.01
+    reward_scale: float = 0.002
+    allow_wait: bool = False
     mixing_weight: float = 1.0
-    hurl_scale: float = 1.0
+    hurl_scale: float = 10.0
     hurl_decay: float = 0.5
 
     def __post_init__(self):

@@ -73,7 +73,7 @@ class RouterEnv:
 
     def __init__(self, make_sim: Callable[[int], object], n_instances: int, variant: str = "rl-guided",
                  completion_bonus: float = 60.0, reward_scale: float = 0.002, mixing_weight: float = 1.0,
-                 hurl_scale: float = 1.0):
+                 hurl_scale: float = 1.0, allow_wait: bool = True):
         self.make_sim = make_sim
         self.n_instances = n_instances
         self.n_actions = n_instances + 1
@@ -85,6 +85,7 @@ class RouterEnv:
         self.scale = reward_scale
         self.mixing_weight = mixing_weight
         self.hurl_scale = hurl_scale
+        self.allow_wait = allow_wait
         self._needs_regret = variant in ("rl-aware", "rl-guided")
         self.sim = None
         self._job = self._view = None
@@ -92,7 +93,7 @@ class RouterEnv:
     @classmethod
     def from_config(cls, make_sim, n_instances: int, cfg) -> "RouterEnv":
         return cls(make_sim, n_instances, cfg.variant, cfg.completion_bonus, cfg.reward_scale,
-                   cfg.mixing_weight, cfg.hurl_scale)
+                   cfg.mixing_weight, cfg.hurl_scale, cfg.allow_wait)
 
     # -- gym-style API --------------------------------------------------------
     def reset(self, seed: int) -> np.ndarray:
@@ -123,10 +124,10 @@ class RouterEnv:
         return obs, (progress + bonus + mixing) * self.scale, done, info
 
     def action_mask(self) -> np.ndarray:
-        """Allowed actions now: every instance, and WAIT unless the job waited
-        ``MAX_WAIT_S`` already (the same starvation guard as ``RLPolicy``)."""
+        """Allowed actions now: every instance, and WAIT if the variant allows it
+        and the job has not waited ``MAX_WAIT_S`` already (``RLPolicy``'s rule)."""
         m = np.ones(self.n_actions, bool)
-        if self._job is not None and not wait_allowed(self._job, self._view):
+        if not self.allow_wait or (self._job is not None and not wait_allowed(self._job, self._view)):
             m[-1] = False
         return m
 

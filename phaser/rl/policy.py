@@ -39,7 +39,7 @@ def wait_allowed(job, view, max_wait_s: float = MAX_WAIT_S) -> bool:
 class RLPolicy:
     def __init__(self, params: dict[str, np.ndarray], arch: str, n_hidden: int, spec: FeatureSpec,
                  name: str = "rl", version: int = 0, seed: int = 0, epsilon: float = 0.0,
-                 max_wait_s: float = MAX_WAIT_S):
+                 max_wait_s: float = MAX_WAIT_S, allow_wait: bool = True):
         self.name = name
         self.version = version
         self.n = spec.n_instances
@@ -48,7 +48,7 @@ class RLPolicy:
         self.params = {k: np.asarray(v, np.float32) for k, v in params.items()}
         self.encoder = Encoder(spec)
         self.epsilon = epsilon
-        self.max_wait_s = max_wait_s
+        self.max_wait_s = max_wait_s if allow_wait else 0.0
         self._rng = np.random.default_rng(seed)
         self.last_features: list[float] | None = None
         self.last_action: int = -1
@@ -61,7 +61,8 @@ class RLPolicy:
         spec = check_compatible(ckpt, n_instances)
         hidden = ckpt.metadata["config"]["hidden"]
         return cls(ckpt.params, ckpt.arch, len(hidden), spec, name=name or ckpt.variant,
-                   version=ckpt.version, seed=seed, epsilon=epsilon)
+                   version=ckpt.version, seed=seed, epsilon=epsilon,
+                   allow_wait=bool(ckpt.metadata["config"].get("allow_wait", True)))
 
     def q_values(self, x: np.ndarray) -> np.ndarray:
         return forward_np(self.params, x, self.arch, self.n, self.n_hidden)

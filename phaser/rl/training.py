@@ -129,7 +129,8 @@ def train_scenario(sc: Scenario, cfg: DQNConfig, episodes: int, seed: int, out: 
     best_h = min((k for k in base if k != "round-robin"), key=base.get, default="round-robin")
 
     def rl_policy(params):
-        return lambda s: RLPolicy(params, cfg.arch, len(cfg.hidden), spec, name=cfg.variant, seed=s)
+        return lambda s: RLPolicy(params, cfg.arch, len(cfg.hidden), spec, name=cfg.variant, seed=s,
+                                  allow_wait=cfg.allow_wait)
 
     rows: list[dict] = []
     best = {"e2e": math.inf, "params": None, "episode": -1}
@@ -148,6 +149,8 @@ def train_scenario(sc: Scenario, cfg: DQNConfig, episodes: int, seed: int, out: 
                 best.update(e2e=e2e, params=params, episode=st.episode)
         row["wall_s"] = round(time.perf_counter() - t_start, 2)
         rows.append(row)
+        if row["eval_e2e_mean"] is not None:  # keep the curves current during long runs
+            write_curves(rows, out)
         if on_progress is not None:
             on_progress(row)
 
