@@ -156,7 +156,8 @@ def make_predictor(spec: str):
     return LengthPredictor.load(spec)
 
 
-def build_core(policy_name: str, n_instances: int, profiles: list[str], seed: int, predictor: str) -> RouterCore:
+def build_core(policy_name: str, n_instances: int, profiles: list[str], seed: int, predictor: str,
+               policy_options: dict | None = None) -> RouterCore:
     from phaser.cluster.view import ClusterView
     from phaser.engine.profiles import get_profile
     from phaser.policies import make_policy
@@ -166,7 +167,8 @@ def build_core(policy_name: str, n_instances: int, profiles: list[str], seed: in
     if len(profiles) != n_instances:
         raise PhaserError(f"--profile lists {len(profiles)} profiles for {n_instances} instances; give one or one per instance")
     view = ClusterView([get_profile(p) for p in profiles])
-    return RouterCore(make_policy(policy_name, n_instances, seed), view, make_predictor(predictor))
+    return RouterCore(make_policy(policy_name, n_instances, seed, **(policy_options or {})), view,
+                      make_predictor(predictor))
 
 
 async def run_router(bootstrap: str, core: RouterCore, clock: StackClock, topics: Topics = Topics(),
@@ -224,11 +226,11 @@ async def run_router(bootstrap: str, core: RouterCore, clock: StackClock, topics
 
 
 def main(bootstrap: str, policy: str, n_instances: int, profiles: list[str], time_scale: float, seed: int,
-         predictor: str, topics: Topics, swap: dict | None = None) -> None:
+         predictor: str, topics: Topics, swap: dict | None = None, policy_options: dict | None = None) -> None:
     """``swap``: keyword options of ``services.policy_swap.attach`` (store, checkpoint, canary...) or None."""
     from services.lifecycle import install_stop_signals
 
-    core = build_core(policy, n_instances, profiles, seed, predictor)
+    core = build_core(policy, n_instances, profiles, seed, predictor, policy_options)
     if swap is not None:
         from services.policy_swap import attach
 

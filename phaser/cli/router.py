@@ -17,6 +17,8 @@ def register(app: typer.Typer) -> None:
         predictor: str = typer.Option("online", "--predictor", envvar="PHASER_PREDICTOR",
                                        help="Output-length predictor: 'online' (learns from completions), 'mean', or a saved predictor .json."),
         seed: int = typer.Option(0, "--seed", envvar="PHASER_SEED", help="Seed of randomized policies."),
+        checkpoint: str | None = typer.Option(None, "--checkpoint", envvar="PHASER_CHECKPOINT",
+                                              help="RL policies (rl, rl-*): checkpoint directory or root (latest version); default: the checkpoint shipped for the variant."),
         store: str | None = typer.Option(None, "--store", envvar="PHASER_CHECKPOINTS",
                                          help="Checkpoint store: serve its current version and hot-swap versions published on policy-updates (--policy is the fallback until one exists)."),
         canary_share: float = typer.Option(0.2, "--canary-share", envvar="PHASER_CANARY_SHARE", min=0.001, max=1.0,
@@ -43,4 +45,4 @@ def register(app: typer.Typer) -> None:
             store=store, canary_share=canary_share, rollback_threshold=rollback_threshold, min_samples=canary_min_samples,
             promote_after=canary_promote_after, explore=explore, freeze=freeze)
         main(bootstrap, policy, instances, [p.strip() for p in profile.split(",") if p.strip()], time_scale, seed,
-             predictor, Topics(topic_prefix), swap)
+             predictor, Topics(topic_prefix), swap, {"checkpoint": checkpoint} if checkpoint else None)
