@@ -73,7 +73,7 @@ class RouterEnv:
 
     def __init__(self, make_sim: Callable[[int], object], n_instances: int, variant: str = "rl-guided",
                  completion_bonus: float = 60.0, reward_scale: float = 0.002, mixing_weight: float = 1.0,
-                 hurl_scale: float = 1.0, allow_wait: bool = True):
+                 hurl_scale: float = 10.0, allow_wait: bool = False):
         self.make_sim = make_sim
         self.n_instances = n_instances
         self.n_actions = n_instances + 1

@@ -1,0 +1,99 @@
+"""Feature encoding on a hand-built view, the reward terms on hand-computed
+cases, the environment's contract, and the rl-* policy factories."""
+
+import math
+
+import numpy as np
+import pytest
+
+from phaser.bench.scenarios import Scenario
+from phaser.cluster.view import ClusterView
+from phaser.engine.profiles import get_profile
+from phaser.errors import PhaserError
+from phaser.policies import make_policy
+from phaser.rl.env import TICK_S, RouterEnv, reward_parts
+from phaser.rl.features import Encoder, FeatureSpec
+from phaser.rl.training import make_sim_factory
+from phaser.types import Job
+
+
+def test_feature_spec_layout_matches_the_paper_for_four_instances():
+    spec = FeatureSpec(4)
+    assert spec.size == 27 and len(spec.names()) == 27
+    assert spec.names()[:3] == ["queue_len", "prompt_tokens", "pred_bucket"]
+    assert spec.names()[3:9] == ["i0.prefill", "i0.decode_b0", "i0.decode_b1", "i0.decode_b2", "i0.free_kv",
+                                 "i0.next_done_s"]
+    assert FeatureSpec(16).size == 3 + 6 * 16
+
+
+def test_encoder_scales_a_hand_built_view():
+    prof = get_profile("v100-llama2-7b")
+    view = ClusterView([prof, prof])
+    view.advance_to(0.0)
+    for k in range(3):
+        view.on_assign(Job(f"r{k}", 0.0, 100, predicted_tokens=300.0, predicted_bucket=1), 1, 0.0)
+    view.advance_to(5.0)  # prefills are done after 5 s: three requests decoding, bucket 1
+    view.router_queue_len = 1024
+    enc = Encoder(FeatureSpec(2))
+    x = enc(Job("new", 5.0, 1000, predicted_tokens=50.0, predicted_bucket=2), view)
+    assert x.dtype == np.float32 and x.shape == (15,)
+    assert x[0] == 1.0  # queue length capped at 512
+    assert x[1] == pytest.approx(math.log1p(1000) / math.log1p(32768), rel=1e-6)
+    assert x[2] == 1.0
+    np.testing.assert_allclose(x[3:9], [0, 0, 0, 0, 1.0, 0.0])  # idle instance 0: all free, nothing to wait for
+    inst = view.instances[1]
+    assert x[3 + 6 + 2] == pytest.approx(math.log1p(3) / math.log1p(256), rel=1e-6)  # 3 in decode bucket 1
+    assert x[3 + 6 + 4] == pytest.approx(inst.free_kv_tokens / inst.kv_capacity_tokens, rel=1e-5)
+    assert 0.0 < x[3 + 6 + 5] < 1.0
+    with pytest.raises(ValueError):
+        Encoder(FeatureSpec(3))(Job("x", 0.0, 1), view)
+
+
+def test_reward_terms_hand_computed():
+    # S goes 10 -> 14 over 0.05 s (2.5 ticks), 2 completions, bonus 60, regret 0.1 s = 5 ticks, w=1
+    progress, bonus, mixing = reward_parts(10.0, 14.0, 0.05, 2, 60.0, 0.1 / TICK_S, 1.0)
+    assert progress == pytest.approx(-0.5 * 24 * 2.5)
+    assert bonus == 120.0 and mixing == pytest.approx(-5.0)
+
+
+TINY = Scenario("tiny", "paper-mix", 2, "v100-llama2-7b", 10.0, 40)
+
+
+@pytest.mark.parametrize("variant", ["rl-baseline", "rl-aware", "rl-guided"])
+def test_env_episode_contract(variant):
+    env = RouterEnv(make_sim_factory(TINY), 2, variant, allow_wait=True)
+    obs = env.reset(1)
+    assert obs.shape == (env.obs_dim,) == (15,) and env.n_actions == 3
+    steps, done, hs = 0, False, []
+    while not done:
+        assert env.action_mask().all()  # WAIT allowed (nobody waited 10 s)
+        obs, r, done, info = env.step(steps % 2)
+        assert np.isfinite(r) and info["ticks"] >= 0
+        hs.append(info["h"])
+        steps += 1
+    assert steps == 40  # one decision per request when nobody waits
+    assert info["episode"]["n_requests"] == 40 and info["episode"]["waits"] == 0
+    if variant == "rl-guided":
+        assert min(hs) < 0.0 and max(hs) <= 0.0  # guidance is a non-positive regret
+    else:
+        assert hs == [0.0] * 40
+    if variant != "rl-aware":
+        assert info["episode"]["mixing"] == 0.0
+    env2 = RouterEnv(make_sim_factory(TINY), 2, variant)
+    env2.reset(1)
+    assert not env2.action_mask()[-1]  # WAIT masked by default (as DQNConfig.allow_wait)
+
+
+def test_rl_factories_refuse_wrong_variant_and_missing_checkpoint(tmp_path):
+    with pytest.raises(PhaserError, match="rl-guided checkpoint"):
+        make_policy("rl-aware", 4, checkpoint=str(Path_default("rl-guided")))
+    with pytest.raises(PhaserError, match="no checkpoint"):
+        make_policy("rl", 4, checkpoint=str(tmp_path))
+    pol = make_policy("rl-guided", 4)  # the shipped default
+    assert pol.name == "rl-guided" and pol.version >= 1
+
+
+def Path_default(variant):
+    from phaser.policies.rl import default_checkpoint
+
+    return default_checkpoint(variant)

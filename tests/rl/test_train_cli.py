@@ -1,0 +1,29 @@
+"""phaser train: user mistakes are one-line errors; a minimal run writes a loadable checkpoint."""
+
+from phaser.cli.main import main
+from phaser.rl.checkpoint import load_checkpoint
+
+
+def test_bad_flags_are_user_errors(tmp_path, capsys):
+    assert main(["train", "--variant", "rl-magic", "--out", str(tmp_path)]) == 2
+    assert "unknown variant 'rl-magic'" in capsys.readouterr().err
+    assert main(["train", "--set", "gama=0.9", "--out", str(tmp_path)]) == 2
+    assert "bad --set 'gama=0.9'" in capsys.readouterr().err
+    assert main(["train", "--set", "gamma=high", "--out", str(tmp_path)]) == 2
+    assert main(["train", "--scenario", "nope", "--out", str(tmp_path)]) == 2
+    assert main(["train", "--scenario", "azure-conv", "--out", str(tmp_path)]) == 2  # whole trace: needs -n
+    assert main(["train", "--arch", "cnn", "--out", str(tmp_path)]) == 2
+
+
+def test_minimal_run_writes_checkpoint_and_curves(tmp_path):
+    out = tmp_path / "ck"
+    rc = main(["train", "--scenario", "paper-v100", "--variant", "rl-aware", "--episodes", "2", "-n", "40",
+               "--eval-every", "2", "--eval-seeds", "1", "--baselines", "least-requests", "--out", str(out),
+               "--set", "learning_starts=16", "--set", "batch_size=8", "--set", "hidden=8,8"])
+    assert rc == 0
+    ck = load_checkpoint(out)
+    assert ck.variant == "rl-aware" and ck.n_instances == 4 and ck.metadata["config"]["hidden"] == [8, 8]
+    stats = ck.metadata["stats"]
+    assert stats["episodes"] == 2 and stats["updates"] > 0
+    assert set(stats["eval_baselines"]) == {"round-robin", "least-requests"}
+    assert (out / "curves.csv").exists() and (out / "curves.png").exists()
