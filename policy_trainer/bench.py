@@ -22,11 +22,13 @@ from __future__ import annotations
 import argparse
 import asyncio
 import json
+import os
 import random
 import tempfile
 import time
 import uuid
 from dataclasses import dataclass, field
+from pathlib import Path
 
 import numpy as np
 
@@ -77,12 +79,13 @@ class LiveRun:
 
 
 async def run_live(bootstrap: str, requests: list, *, instances: int, profile: str, time_scale: float,
-                   swap_opts: dict, driver=None, topics=None, timeout_s: float = 60.0, policy: str = "round-robin",
-                   settle_after_s: float = 0.3) -> LiveRun:
+                   swap_opts: dict, driver=None, before_load=None, topics=None, timeout_s: float = 60.0,
+                   policy: str = "round-robin", settle_after_s: float = 0.3) -> LiveRun:
     """Router with ``services.policy_swap.attach(**swap_opts)`` + one worker for
     every instance + the real load publisher, in this event loop, until every
-    request completed (or ``timeout_s``). ``driver(run, publish_update)`` runs
-    alongside the load (e.g. publishes policy versions)."""
+    request completed (or ``timeout_s``). ``before_load(run, publish_update)``
+    is awaited once the services consume, before the first request;
+    ``driver(run, publish_update)`` runs alongside the load."""
     from load_generator.publisher import publish
     from services.clock import StackClock
     from services.kafka import Publisher, Topics, ensure_topics, fetch, make_producer, start_consumer, stop_consumer
@@ -98,6 +101,9 @@ async def run_live(bootstrap: str, requests: list, *, instances: int, profile: s
     attach(run.router, **swap_opts)
     run.worker = WorkerCore(build_engines(list(range(instances)), profile, False))
     stop = asyncio.Event()
+    ready_dir = os.environ.setdefault("PHASER_READY_DIR", tempfile.mkdtemp(prefix="phaser-bench-ready-"))
+    for n in ("router", f"worker-0-{instances - 1}"):
+        Path(ready_dir, n).unlink(missing_ok=True)
     tasks = [asyncio.create_task(run_router(bootstrap, run.router, clock, topics, stop)),
              asyncio.create_task(run_worker(bootstrap, run.worker, clock, topics, stop))]
     consumer = await start_consumer(
@@ -106,6 +112,7 @@ async def run_live(bootstrap: str, requests: list, *, instances: int, profile: s
     producer = make_producer(bootstrap)
     await producer.start()
     pub = Publisher(producer, topics, source="bench", clock_now=clock.now)
+    await producer.partitions_for(topics.name("policy-updates"))  # metadata now, not on the first publish
 
     async def publish_update(upd: PolicyUpdate) -> None:
         run.published_at[upd.version] = clock.now()
@@ -126,6 +133,15 @@ async def run_live(bootstrap: str, requests: list, *, instances: int, profile: s
                 run.updates.append(m.msg)
 
     try:
+        # the load starts once router and worker consume (else it queues up and is routed in one burst)
+        deadline = time.monotonic() + 30.0
+        while not (run.router.swap is not None and ready_dir is not None
+                   and all(Path(ready_dir, n).exists() for n in ("router", f"worker-0-{instances - 1}"))):
+            if time.monotonic() > deadline:
+                break
+            await asyncio.sleep(0.01)
+        if before_load is not None:
+            await before_load(run, publish_update)
         load = asyncio.create_task(publish(requests, bootstrap, time_scale, topics=topics, idempotent=False))
         drive = asyncio.create_task(driver(run, publish_update)) if driver is not None else None
         deadline = time.monotonic() + timeout_s
@@ -170,8 +186,9 @@ async def swap_benchmark(bootstrap: str, *, n_requests: int, rate: float, swaps:
         versions = [store.publish(random_params(instances, seed=k), version_metadata(instances)) for k in range(swaps)]
         async def driver(run, publish_update):
             # swap k is published once k/(swaps+1) of the requests were routed: spread over the load
+            first = run.router.swap.first_decision_s
             for k, (v, path, checksum) in enumerate(versions, start=1):
-                while run.router.routed < k * n_requests / (swaps + 1):
+                while run.router.routed < k * n_requests / (swaps + 1) or (k > 1 and versions[k - 2][0] not in first):
                     await asyncio.sleep(0.001)
                 await publish_update(PolicyUpdate(kind="promoted", version=v, path=str(path), checksum=checksum,
                                                   reason="bench swap", ts_s=0.0))

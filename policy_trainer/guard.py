@@ -23,6 +23,22 @@ age as a lower bound of its E2E: without this, a version that makes requests
 * otherwise keep waiting. A canary that cannot collect ``min_samples`` within
   ``max_age_s`` stack seconds is rolled back (it cannot be judged, so it is not
   trusted).
+* **Spill-over**: canary and incumbent share the router queue and the
+  instances, so a canary can hurt the incumbent's requests too (a version that
+  WAITs stalls the FCFS queue for everyone; one that piles work on an instance
+  slows the incumbent's requests there) and the same-window comparison sees
+  two equally bad cohorts. So the guard also takes the served mean E2E from
+  *before* the canary (``baseline_e2e_s``): if the incumbent's own mean in the
+  canary window is worse than that baseline by more than ``threshold``, the
+  canary is rolled back as the likely cause. Under a genuine load increase
+  this rolls back an innocent canary — cheap, the trainer publishes again.
+
+**Probation.** A canary at 20% of the traffic is not the version at 100%: a
+policy that favours one instance overloads it only once it routes everything.
+After a promotion, ``ProbationGuard`` compares the new version's mean E2E
+(same censoring) with the pre-canary baseline and rolls it back to the
+previous version if it is worse by more than ``threshold`` before
+``promote_after`` of its requests completed.
 
 Defaults: ``share`` 0.2 (a bad version hurts at most a fifth of the traffic),
 ``threshold`` 0.10 (the paper's best policy beats round robin by 11%, so a
@@ -89,8 +105,10 @@ class _Cohort:
 class CanaryGuard:
     """Judges one canary version against one incumbent version."""
 
-    def __init__(self, incumbent: int, canary: int, started_s: float, config: GuardConfig | None = None):
+    def __init__(self, incumbent: int, canary: int, started_s: float, config: GuardConfig | None = None,
+                 baseline_e2e_s: float | None = None):
         self.config = config or GuardConfig()
+        self.baseline = baseline_e2e_s
         self.incumbent = incumbent
         self.canary = canary
         self.started_s = started_s
@@ -130,12 +148,18 @@ class CanaryGuard:
             "incumbent_n": float(inc_n), "canary_n": float(can_n), "canary_completed": float(can_done),
             "window_s": now_s - self.started_s,
         }
+        if self.baseline is not None:
+            stats["baseline_mean_e2e_s"] = self.baseline
         if inc_n >= cfg.min_samples and can_n >= cfg.min_samples:
             if can_mean > inc_mean * (1.0 + cfg.threshold):
                 return Verdict("rolled_back", (
                     f"v{self.canary} mean E2E {can_mean:.3f}s is {100 * (can_mean / inc_mean - 1):.1f}% worse than "
                     f"v{self.incumbent}'s {inc_mean:.3f}s over the same window (threshold {100 * cfg.threshold:.0f}%, "
                     f"n={can_n}/{inc_n})"), stats)
+            if self.baseline is not None and inc_mean > self.baseline * (1.0 + cfg.threshold):
+                return Verdict("rolled_back", (
+                    f"while v{self.canary} ran, v{self.incumbent}'s own mean E2E rose to {inc_mean:.3f}s from "
+                    f"{self.baseline:.3f}s before the canary (> {100 * cfg.threshold:.0f}%): spill-over suspected"), stats)
             if can_done >= cfg.promote_after:
                 return Verdict("promoted", (
                     f"v{self.canary} mean E2E {can_mean:.3f}s vs v{self.incumbent}'s {inc_mean:.3f}s after "
@@ -145,4 +169,41 @@ class CanaryGuard:
             return Verdict("rolled_back", (
                 f"v{self.canary} collected only {can_n}/{inc_n} requests in {now_s - self.started_s:.0f}s "
                 f"(need {cfg.min_samples} each): cannot be judged"), stats)
+        return None
+
+
+class ProbationGuard:
+    """Watches a just-promoted version serving all traffic against the served
+    mean E2E from before its canary (see the module docstring)."""
+
+    def __init__(self, version: int, previous: int, baseline_e2e_s: float, started_s: float,
+                 config: GuardConfig | None = None):
+        self.config = config or GuardConfig()
+        self.version, self.previous, self.baseline, self.started_s = version, previous, baseline_e2e_s, started_s
+        self._cohort = _Cohort()
+        self._tracked: set[str] = set()
+
+    def on_assign(self, request_id: str, version: int, arrival_s: float) -> None:
+        if version != self.version or arrival_s < self.started_s or request_id in self._tracked:
+            return
+        if len(self._tracked) < self.config.max_tracked:
+            self._tracked.add(request_id)
+            self._cohort.inflight[request_id] = arrival_s
+
+    def on_complete(self, request_id: str, e2e_s: float) -> None:
+        if self._cohort.inflight.pop(request_id, None) is not None:
+            self._cohort.done_sum += e2e_s
+            self._cohort.done_n += 1
+
+    def evaluate(self, now_s: float) -> Verdict | None:
+        cfg = self.config
+        mean, n = self._cohort.mean(now_s)
+        stats = {"version": float(self.version), "to_version": float(self.previous), "mean_e2e_s": mean,
+                 "baseline_mean_e2e_s": self.baseline, "n": float(n), "window_s": now_s - self.started_s}
+        if n >= cfg.min_samples and mean > self.baseline * (1.0 + cfg.threshold):
+            return Verdict("rolled_back", (
+                f"v{self.version} at full traffic: mean E2E {mean:.3f}s is {100 * (mean / self.baseline - 1):.1f}% worse "
+                f"than {self.baseline:.3f}s before its canary (threshold {100 * cfg.threshold:.0f}%, n={n})"), stats)
+        if self._cohort.done_n >= cfg.promote_after:
+            return Verdict("confirmed", f"v{self.version} held its latency at full traffic", stats)
         return None

@@ -15,6 +15,14 @@ to call them on streamed transitions:
 * **Target network** synced every ``cfg.target_update_every`` updates, as offline.
 * **λ = 1, h = 0**: HuRL's blend has decayed away online (see
   ``policy_trainer.transitions``), so the target is plain Double DQN.
+* **No WAIT from scratch**: the router publishes no assignment for a WAIT, so
+  the stream holds no WAIT transition and the WAIT Q-value is never trained
+  online. A from-scratch network would keep its random WAIT value — and a
+  WAIT stalls the whole FCFS router queue (measured: a from-scratch version
+  that waited raised everyone's mean E2E ~17x). So from scratch the WAIT
+  output's bias starts at ``NO_WAIT_BIAS``, far below any Q-value the reward
+  scale produces (|Q| ~ 1–100), and gradients never touch it. A checkpoint
+  trained offline keeps the WAIT it learnt.
 """
 
 from __future__ import annotations
@@ -26,6 +34,9 @@ import numpy as np
 from phaser.rl.checkpoint import Checkpoint, spec_metadata
 from phaser.rl.features import FeatureSpec
 from policy_trainer.transitions import TransitionBatch
+
+#: WAIT output bias of a from-scratch online network (see the module docstring)
+NO_WAIT_BIAS = -1e4
 
 
 class OnlineLearner:
@@ -55,7 +66,11 @@ class OnlineLearner:
             self.params = network.unflatten(checkpoint.params)
             self.learning_starts = min(cfg.batch_size, cfg.learning_starts)
         else:
-            self.params = network.init_params(self.q_net, n_instances, jax.random.PRNGKey(seed))
+            flat = network.flatten(network.init_params(self.q_net, n_instances, jax.random.PRNGKey(seed)))
+            wait_bias = "out.bias" if cfg.arch == "mlp" else "wait_out.bias"
+            flat[wait_bias] = flat[wait_bias].copy()
+            flat[wait_bias][-1] = NO_WAIT_BIAS
+            self.params = network.unflatten(flat)
             self.learning_starts = cfg.learning_starts
         self.target_params = self.params
         self.tx = dqn.make_optimizer(cfg)

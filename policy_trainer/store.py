@@ -148,6 +148,13 @@ class CheckpointStore:
         old = self.pointer()
         return self._write_pointer(Pointer(old.version, False, reason, self.wall(), old.history))
 
+    def clear(self, reason: str) -> Pointer:
+        """No current version: routers serve their fallback policy (a rollback past
+        the first stored version). The old current goes on the history."""
+        old = self.pointer()
+        history = old.history + ((old.version,) if old.version is not None else ())
+        return self._write_pointer(Pointer(None, old.pinned, reason, self.wall(), history[-HISTORY_CAP:]))
+
     def rollback(self, reason: str, to: int | None = None) -> tuple[int | None, Pointer]:
         """Withdraw the current version: back to ``to`` or the previous current.
         Returns (withdrawn version, new pointer). The result is pinned only if

@@ -17,7 +17,11 @@ Decisions:
   verification), or built for another instance count / feature spec yields a
   ``PolicyUpdate(kind="refused")`` with the reason, and serving is unchanged.
 * **Canary first**: a version the trainer publishes serves ``share`` of the
-  traffic (by request-id hash) until the guard promotes or rolls it back.
+  traffic (by request-id hash) until the guard promotes or rolls it back;
+  a promoted version then serves on probation (``ProbationGuard``: compared
+  with the served mean E2E from before its canary, over the last
+  ``RECENT`` completions) and is rolled back to the previous version if it
+  degrades at full traffic.
   While a canary runs, only the newest later publication is kept waiting; it
   starts when the current canary is decided (otherwise a trainer that publishes
   faster than a canary can be judged would never get anything promoted).
@@ -38,6 +42,7 @@ from __future__ import annotations
 
 import logging
 import random
+from collections import deque
 from concurrent.futures import Future, ThreadPoolExecutor
 from dataclasses import dataclass, replace
 from typing import Callable
@@ -45,7 +50,7 @@ from typing import Callable
 from phaser.errors import PhaserError
 from phaser.rl import checkpoint as ckpt
 from phaser.rl.features import Encoder, FeatureSpec
-from policy_trainer.guard import CanaryGuard, GuardConfig
+from policy_trainer.guard import CanaryGuard, GuardConfig, ProbationGuard
 from policy_trainer.store import CheckpointStore
 from protos.messages import Completion, PolicyUpdate
 
@@ -84,6 +89,8 @@ class _Slots:
     canary: Served | None = None
     guard: CanaryGuard | None = None
     pinned: bool = False
+    probation: ProbationGuard | None = None
+    previous: Served | None = None  # what a failed probation goes back to
 
 
 def load_version(path: str, n_instances: int, seed: int = 0) -> Served:
@@ -116,6 +123,8 @@ class PolicySwap:
         self._loading: tuple[PolicyUpdate, Future] | None = None
         self._queued: PolicyUpdate | None = None  # newest publication waiting for the canary slot
         self._events: list[PolicyUpdate] = []
+        #: E2E of the latest completions while no canary or probation runs: the baseline
+        self._recent: deque[float] = deque(maxlen=self.guard_config.promote_after)
         #: version -> requests it decided (for --json summaries)
         self.served_counts: dict[int, int] = {}
         #: (version, wall-free stack time) of the first decision each version made
@@ -161,14 +170,20 @@ class PolicySwap:
             explored = True
         if slots.guard is not None:
             slots.guard.on_assign(job.id, served.version, job.arrival_s)
+        if slots.probation is not None:
+            slots.probation.on_assign(job.id, served.version, job.arrival_s)
         self.served_counts[served.version] = self.served_counts.get(served.version, 0) + 1
         self.first_decision_s.setdefault(served.version, now_s)
         return Decision(int(choice), pol.name, served.version, [float(x) for x in feats], int(choice), explored)
 
     def on_completion(self, c: Completion) -> None:
-        g = self._slots.guard
-        if g is not None:
-            g.on_complete(c.request_id, c.e2e_s)
+        s = self._slots
+        if s.guard is not None:
+            s.guard.on_complete(c.request_id, c.e2e_s)
+        elif s.probation is not None:
+            s.probation.on_complete(c.request_id, c.e2e_s)
+        else:
+            self._recent.append(c.e2e_s)
 
     # ---------------------------------------------------------- lifecycle
     def on_update(self, upd: PolicyUpdate, now_s: float) -> None:
@@ -180,7 +195,7 @@ class PolicySwap:
                 return
             if upd.version <= s.incumbent.version or (s.canary and upd.version <= s.canary.version):
                 return  # old news (a replay after restart)
-            if s.canary is not None or self._loading is not None:
+            if s.canary is not None or s.probation is not None or self._loading is not None:
                 self._queued = upd
                 return
             self._start_load(upd)
@@ -215,14 +230,16 @@ class PolicySwap:
             upd, fut = self._loading
             self._loading = None
             self._install(upd, fut, now_s)
-            if self._loading is None and self._queued is not None and self._slots.canary is None:
-                nxt, self._queued = self._queued, None
-                self.on_update(nxt, now_s)
+            self._start_queued(now_s)
         s = self._slots
         if s.guard is not None:
             verdict = s.guard.evaluate(now_s)
             if verdict is not None:
                 self._decide_canary(verdict, now_s)
+        elif s.probation is not None:
+            verdict = s.probation.evaluate(now_s)
+            if verdict is not None:
+                self._end_probation(verdict, now_s)
         out, self._events = self._events, []
         return out
 
@@ -243,7 +260,9 @@ class PolicySwap:
             self._emit("refused", upd.version, now_s, reason, path=upd.path, checksum=upd.checksum)
             return
         if upd.kind == "published":
-            guard = CanaryGuard(s.incumbent.version, served.version, now_s, self.guard_config)
+            baseline = (sum(self._recent) / len(self._recent)
+                        if len(self._recent) >= self.guard_config.min_samples else None)
+            guard = CanaryGuard(s.incumbent.version, served.version, now_s, self.guard_config, baseline_e2e_s=baseline)
             self._slots = _Slots(s.incumbent, served, guard, s.pinned)
             self._emit("canary", served.version, now_s,
                        f"v{served.version} serves {100 * self.guard_config.share:.0f}% of requests "
@@ -255,7 +274,12 @@ class PolicySwap:
     def _decide_canary(self, verdict, now_s: float) -> None:
         s = self._slots
         if verdict.kind == "promoted":
-            self._slots = _Slots(s.canary, pinned=s.pinned)
+            probation = None
+            if s.guard.baseline is not None:
+                probation = ProbationGuard(s.canary.version, s.incumbent.version, s.guard.baseline, now_s,
+                                           self.guard_config)
+            self._slots = _Slots(s.canary, pinned=s.pinned, probation=probation,
+                                 previous=s.incumbent if probation else None)
             if self.store is not None:
                 try:
                     self.store.promote(s.canary.version, verdict.reason)
@@ -268,9 +292,33 @@ class PolicySwap:
             self._emit("rolled_back", s.canary.version, now_s, verdict.reason, path=s.incumbent.path,
                        checksum=s.incumbent.checksum, stats=dict(verdict.stats, to_version=float(s.incumbent.version)))
         log.info("%s v%d: %s", verdict.kind, s.canary.version, verdict.reason)
-        if self._queued is not None and self._loading is None:
+        self._start_queued(now_s)
+
+    def _start_queued(self, now_s: float) -> None:
+        s = self._slots
+        if self._queued is not None and self._loading is None and s.canary is None and s.probation is None:
             nxt, self._queued = self._queued, None
             self.on_update(nxt, now_s)
+
+    def _end_probation(self, verdict, now_s: float) -> None:
+        s = self._slots
+        if verdict.kind == "rolled_back":
+            prev = s.previous
+            self._slots = _Slots(prev, pinned=s.pinned)
+            if self.store is not None:
+                try:
+                    if prev.version in self.store.versions():
+                        self.store.rollback(verdict.reason, to=prev.version)
+                    else:  # the fallback policy (version 0) is not a store version
+                        self.store.clear(verdict.reason)
+                except PhaserError as e:
+                    log.warning("could not record rollback in %s: %s", self.store.root, e)
+            self._emit("rolled_back", s.incumbent.version, now_s, verdict.reason, path=prev.path,
+                       checksum=prev.checksum, stats=verdict.stats)
+        else:
+            self._slots = replace(s, probation=None, previous=None)
+        log.info("probation of v%d: %s", s.incumbent.version, verdict.reason)
+        self._start_queued(now_s)
 
     def _emit(self, kind: str, version: int, now_s: float, reason: str, path: str = "", checksum: str = "",
               stats: dict[str, float] | None = None) -> None:

@@ -91,16 +91,16 @@ async def test_published_version_is_used_and_tampered_one_refused(bare_broker):
         (p1 / "weights.safetensors").write_bytes((p1 / "weights.safetensors").read_bytes()[:-4] + b"\0\0\0\0")
         v2, p2, c2 = store.publish(fixed_choice_params(4, 3), metadata(4))
 
-        async def driver(run, publish_update):
-            await asyncio.sleep(0.2)
+        async def before_load(run, publish_update):
+            swap = run.router.swap
             await publish_update(PolicyUpdate(kind="published", version=v1, path=str(p1), checksum=c1, ts_s=0.0))
-            await asyncio.sleep(0.2)
             await publish_update(PolicyUpdate(kind="published", version=v2, path=str(p2), checksum=c2, ts_s=0.0))
+            await _wait(lambda: swap.canary is not None)  # v1 refused, then v2 loaded in the background
 
         reqs = load_workload("paper-mix", n=400, rate=5.0, seed=4)  # 80 stack s = 0.8 wall s at scale 100
         run = await run_live(bare_broker.bootstrap, reqs, instances=4, profile="v100-llama2-7b", time_scale=100.0,
                              swap_opts={"store": d, "explore": 0.0, "canary_share": 0.5, "min_samples": 10_000,
-                                        "promote_after": 10_000}, driver=driver)
+                                        "promote_after": 10_000}, before_load=before_load)
     kinds = [(u.kind, u.version) for u in run.updates]
     assert ("refused", v1) in kinds and ("canary", v2) in kinds
     refused = next(u for u in run.updates if u.kind == "refused")
@@ -118,13 +118,14 @@ async def test_bad_version_is_rolled_back_by_the_guard(bare_broker):
 
         v, p, c = CheckpointStore(d).publish(fixed_choice_params(4, 0), metadata(4))  # everything to instance 0
 
-        async def driver(run, publish_update):
+        async def before_load(run, publish_update):
             await publish_update(PolicyUpdate(kind="published", version=v, path=str(p), checksum=c, ts_s=0.0))
+            await _wait(lambda: run.router.swap.canary is not None)
 
         reqs = load_workload("paper-mix", n=1200, rate=20.0, seed=6)  # the paper's load: 60 stack s
         run = await run_live(bare_broker.bootstrap, reqs, instances=4, profile="v100-llama2-7b", time_scale=100.0,
                              swap_opts={"store": d, "explore": 0.0, "canary_share": 0.5, "min_samples": 40,
-                                        "promote_after": 400}, driver=driver, timeout_s=90.0)
+                                        "promote_after": 400}, before_load=before_load, timeout_s=90.0)
     rb = [u for u in run.updates if u.kind == "rolled_back"]
     assert len(rb) == 1 and rb[0].version == v and "worse" in rb[0].reason
     assert rb[0].stats["canary_mean_e2e_s"] > 1.1 * rb[0].stats["incumbent_mean_e2e_s"]
