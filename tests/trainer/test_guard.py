@@ -85,3 +85,25 @@ def test_requests_before_the_canary_and_duplicates_are_ignored():
 def test_bad_config_is_a_user_error(kw):
     with pytest.raises(PhaserError):
         GuardConfig(**kw)
+
+
+def test_spill_over_rolls_back_when_the_incumbent_gets_worse_too():
+    g = CanaryGuard(1, 2, 0.0, GuardConfig(share=0.5, min_samples=50, promote_after=1000), baseline_e2e_s=1.0)
+    t = _run(g, 2.0, 2.0, 400, random.Random(3))  # both cohorts twice as slow as before the canary
+    v = g.evaluate(t)
+    assert v is not None and v.kind == "rolled_back" and "spill-over" in v.reason
+
+
+def test_probation_rolls_back_a_version_that_degrades_at_full_traffic():
+    from policy_trainer.guard import ProbationGuard
+
+    cfg = GuardConfig(min_samples=30, promote_after=60)
+    bad = ProbationGuard(version=2, previous=1, baseline_e2e_s=1.0, started_s=0.0, config=cfg)
+    good = ProbationGuard(version=2, previous=1, baseline_e2e_s=1.0, started_s=0.0, config=cfg)
+    for i in range(100):
+        for g, e2e in ((bad, 1.5), (good, 1.02)):
+            g.on_assign(f"r{i}", 2, float(i))
+            g.on_complete(f"r{i}", e2e)
+    vb, vg = bad.evaluate(100.0), good.evaluate(100.0)
+    assert vb.kind == "rolled_back" and vb.stats["to_version"] == 1.0
+    assert vg.kind == "confirmed"

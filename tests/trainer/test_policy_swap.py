@@ -137,3 +137,38 @@ def test_explore_is_bounded_and_freeze_disables_it():
     view = _view()
     explored = sum(swap.decide(_job(i), view, 0.0).explored for i in range(2000))
     assert 300 < explored < 500
+
+
+def _complete(swap, rid, e2e, t):
+    swap.on_completion(Completion(request_id=rid, instance=0, arrival_s=t, admitted_s=t, first_token_s=t,
+                                  finish_s=t + e2e, ttft_s=0.1, tbt_mean_s=0.0, tbt_p99_s=0.0, tbt_max_s=0.0, e2e_s=e2e,
+                                  router_wait_s=0.0, queue_wait_s=0.0, preemptions=0, prompt_tokens=100,
+                                  output_tokens=10))
+
+
+def test_promoted_version_on_probation_is_rolled_back_if_it_degrades_at_full_traffic(publish_fixed, store):
+    cfg = GuardConfig(share=0.2, min_samples=20, promote_after=40)
+    swap = _swap(guard=cfg, store=store)
+    view = _view()
+    t = 0.0
+    for i in range(60):  # the baseline: v0 at 1 s
+        d = swap.decide(_job(i, t), view, t)
+        _complete(swap, f"r{i}", 1.0, t)
+        t += 0.1
+    v, path, cs = publish_fixed(2)
+    swap.on_update(_published(v, path, cs), t)
+    _wait_installed(swap, now_s=t)
+    events = []
+    for i in range(60, 2000):  # canary: equal latency at 20%; at 100% it is 2x slower
+        d = swap.decide(_job(i, t), view, t)
+        e2e = 2.0 if (d.version == v and swap.canary is None) else 1.0
+        _complete(swap, f"r{i}", e2e, t)
+        events += swap.poll(t)
+        t += 0.1
+        if any(e.kind == "rolled_back" for e in events):
+            break
+    kinds = [e.kind for e in events]
+    assert kinds == ["promoted", "rolled_back"], kinds
+    assert "full traffic" in events[-1].reason
+    assert swap.incumbent.version == 0 and swap.canary is None
+    assert store.pointer().version is None  # back to the fallback: no store version is current
