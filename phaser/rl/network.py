@@ -14,6 +14,14 @@ same parameter count for any N, sees every instance through the same lens (an
 improvement learnt about instance 2 applies to instance 0), and a checkpoint
 trained at one N can score another N.
 
+Which one is the default — decided by measurement (paper-v100, this 2-core
+machine, shared with other jobs): ``mlp`` trains 2.7× faster (40 episodes:
+84 s vs 229 s wall), decides faster (``phaser bench router-latency``, p50:
+18 µs vs 39 µs at 4 instances; 36 µs vs 65 µs at 16) and reached the same
+held-out mean E2E (best evaluation 7.27 s vs 7.26 s, round robin 7.25 s). So
+``mlp`` is the default, as in the paper; ``shared`` is the choice when one
+checkpoint must serve several cluster sizes (``--arch shared``).
+
 Why a numpy mirror: routing asks for one decision at a time, and a jitted JAX
 call costs tens of microseconds of dispatch before any arithmetic; the numpy
 forward pass of a 64-64 network is a handful of small matmuls (a few µs).
