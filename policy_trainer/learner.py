@@ -17,12 +17,12 @@ to call them on streamed transitions:
   ``policy_trainer.transitions``), so the target is plain Double DQN.
 * **No WAIT from scratch**: the router publishes no assignment for a WAIT, so
   the stream holds no WAIT transition and the WAIT Q-value is never trained
-  online. A from-scratch network would keep its random WAIT value — and a
-  WAIT stalls the whole FCFS router queue (measured: a from-scratch version
-  that waited raised everyone's mean E2E ~17x). So from scratch the WAIT
-  output's bias starts at ``NO_WAIT_BIAS``, far below any Q-value the reward
-  scale produces (|Q| ~ 1–100), and gradients never touch it. A checkpoint
-  trained offline keeps the WAIT it learnt.
+  online, while a WAIT stalls the whole FCFS router queue. ``DQNConfig``'s
+  default ``allow_wait = False`` already makes ``RLPolicy`` mask it; for a
+  config that allows WAIT, a from-scratch network still starts with the WAIT
+  output's bias at ``NO_WAIT_BIAS``, far below any Q-value the reward scale
+  produces (|Q| ~ 1–100), which gradients never touch. A checkpoint trained
+  offline keeps the WAIT it learnt.
 """
 
 from __future__ import annotations
