@@ -159,12 +159,25 @@ class InstanceView:
     @property
     def earliest_completion_s(self) -> float:
         """Estimated stack-clock time of this instance's next completion (inf if idle)."""
+        reqs = self._reqs
         if self._n_dec:
-            top = self._finish_heap[0][0]
+            fh = self._finish_heap
+            while fh:  # drop lazily-deleted tops (completed or re-estimated requests)
+                f, rid = fh[0]
+                r = reqs.get(rid)
+                if r is not None and r.decoding and r.finish == f:
+                    break
+                heapq.heappop(fh)
+            top = fh[0][0]
             return self._t + max(0.0, top - self._D) * self._rate_step_s
         if self.in_prefill:
-            done, _, rid = self._prefill_heap[0]
-            r = self._reqs[rid]
+            ph = self._prefill_heap
+            while ph:
+                done, _, rid = ph[0]
+                r = reqs.get(rid)
+                if r is not None and not r.decoding and r.prefill_done == done:
+                    break
+                heapq.heappop(ph)
             step = self.profile.decode_step_time(1, r.prompt)
             return max(done, self._t) + max(1.0, r.pred) * step
         return math.inf
@@ -173,6 +186,10 @@ class InstanceView:
     def step_time_s(self) -> float:
         """Estimated duration of one decode iteration at the current batch."""
         return self._rate_step_s
+
+    def prefill_backlog_s(self, now: float) -> float:
+        """Estimated seconds until the prefills already routed here are done."""
+        return max(0.0, self._prefill_free_at - now)
 
     def heartbeat_age(self, now: float) -> float:
         """Age of the heartbeat information at ``now`` (inf if none yet)."""
