@@ -97,3 +97,15 @@ def Path_default(variant):
     from phaser.policies.rl import default_checkpoint
 
     return default_checkpoint(variant)
+
+
+def test_earliest_completion_skips_requests_completed_while_in_prefill():
+    """A request can complete (per the worker) before the view's prefill estimate
+    says it left prefill; the lazily-deleted heap top must not be read."""
+    prof = get_profile("v100-llama2-7b")
+    view = ClusterView([prof])
+    view.on_assign(Job("a", 0.0, 900, predicted_tokens=10.0), 0, 0.0)
+    view.on_assign(Job("b", 0.0, 900, predicted_tokens=10.0), 0, 0.0)
+    view.on_complete("a", 0, 0.01)  # still "in prefill" by the estimate
+    inst = view.instances[0]
+    assert inst.in_prefill == 1 and math.isfinite(inst.earliest_completion_s)
