@@ -46,10 +46,10 @@ def register(app: typer.Typer) -> None:
         variant: str = typer.Option("rl-guided", "--variant", envvar="PHASER_VARIANT",
                                     help="rl-baseline (no mixing term), rl-aware (mixing penalty in the reward) "
                                          "or rl-guided (HuRL heuristic guidance)."),
-        episodes: int = typer.Option(30, "--episodes", min=1, help="Training episodes (one workload draw each)."),
+        episodes: int = typer.Option(30, "--episodes", min=1, envvar="PHASER_EPISODES", help="Training episodes (one workload draw each)."),
         out: str = typer.Option(..., "--out", envvar="PHASER_CHECKPOINT_DIR",
                                 help="Checkpoint root: a new version dir v00000N/ plus curves.csv/png are written."),
-        seed: int = typer.Option(0, "--seed", help="Seed of the run (episode workloads, init, exploration)."),
+        seed: int = typer.Option(0, "--seed", envvar="PHASER_SEED", help="Seed of the run (episode workloads, init, exploration)."),
         arch: str = typer.Option("mlp", "--arch",
                                  help="mlp (paper's fixed-size net, tied to the instance count) or shared "
                                       "(per-instance scoring net, any instance count)."),
