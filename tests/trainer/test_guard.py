@@ -97,7 +97,7 @@ def test_spill_over_rolls_back_when_the_incumbent_gets_worse_too():
 def test_probation_rolls_back_a_version_that_degrades_at_full_traffic():
     from policy_trainer.guard import ProbationGuard
 
-    cfg = GuardConfig(min_samples=30, promote_after=60)
+    cfg = GuardConfig(min_samples=30, promote_after=60, probation_s=50.0)
     bad = ProbationGuard(version=2, previous=1, baseline_e2e_s=1.0, started_s=0.0, config=cfg)
     good = ProbationGuard(version=2, previous=1, baseline_e2e_s=1.0, started_s=0.0, config=cfg)
     for i in range(100):
