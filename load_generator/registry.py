@@ -154,6 +154,13 @@ def _replay(trace: Trace, n, rate, duration_s, opts) -> Trace:
     return Trace(reqs, name=trace.name, skipped=dict(trace.skipped))
 
 
+def _looks_like_path(spec: str) -> bool:
+    """A spec that names a file rather than a built-in workload: it has a
+    directory separator, starts with ``.`` or ``~``, or has a file suffix
+    (built-in names have none)."""
+    return "/" in spec or "\\" in spec or spec.startswith((".", "~")) or bool(Path(spec).suffix)
+
+
 def _split_options(spec: str) -> tuple[str, dict[str, str]]:
     base, q, query = spec.partition("?")
     if not q:
@@ -181,6 +188,8 @@ def _single(spec: str, n, rate, duration_s, seed) -> Trace:
         return _replay(_trace_cached(str(DATA_DIR / TRACE_FILES[base]), base), n, rate, duration_s, opts)
     path = Path(base).expanduser()
     if not path.exists():
+        if _looks_like_path(base):
+            raise PhaserError(f"workload file {base!r} does not exist")
         raise PhaserError(f"unknown workload {base!r}: use one of {', '.join(NAMES)} or the path of a trace file")
     resolved = str(path.resolve())
     if sniff(path) == "lengths":

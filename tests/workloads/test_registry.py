@@ -33,6 +33,9 @@ def test_duration_only_runs_the_process_for_that_long():
 
 @pytest.mark.parametrize("spec, msg", [
     ("nope", "unknown workload 'nope'"),
+    ("/nonexistent.csv", "workload file '/nonexistent.csv' does not exist"),
+    ("traces/missing.jsonl?speed=2", "workload file 'traces/missing.jsonl' does not exist"),
+    ("my-trace.csv", "workload file 'my-trace.csv' does not exist"),
     ("", "empty"),
     ("paper-mix?cv=-1", "cv= must be a positive number"),
     ("paper-mix?burst=2", "unknown workload option"),
