@@ -16,7 +16,10 @@ Decisions:
   committed offset; the broker's high watermark is not used (tansu's lags the
   log). Committed offsets are read with ``AIOKafkaConsumer(group_id).committed``
   (the admin client's group-offsets call breaks tansu's connection). A group
-  that never committed counts as lag from offset 0.
+  that never committed anything (e.g. ``phaser-trainer`` in a run without a
+  trainer) has no lag: it is shown as ``-`` (``None`` in the snapshot), not as
+  the whole topic. Within a group that has committed, a partition it has not
+  committed yet counts from offset 0.
 * **Latency percentiles** are over the last ``LATENCY_WINDOW`` completions
   (TTFT, mean TBT, E2E, router wait, in stack seconds).
 """
@@ -52,7 +55,7 @@ LATENCY_FIELDS = ("ttft_s", "tbt_mean_s", "e2e_s", "router_wait_s")
 class Snapshot:
     rates: dict[str, float]  # topic -> messages per wall second
     totals: dict[str, int]  # topic -> records seen
-    lag: dict[str, int]  # group -> records behind
+    lag: dict[str, int | None]  # group -> records behind; None: the group never committed
     lag_by_topic: dict[str, dict[str, int]]  # group -> base topic -> records behind
     latency: dict[str, dict[str, float]]  # field -> {p50, p90, p99}
     completions: int
@@ -92,6 +95,9 @@ class MonitorCore:
         lag, by_topic = {}, {}
         for g, offsets in committed.items():
             per = by_topic[g] = {}
+            if not offsets:  # never committed: no consumer of this group has run
+                lag[g] = None
+                continue
             for k, hi in self.high.items():
                 if k[0] in GROUPS.get(g, ()):
                     per[k[0]] = per.get(k[0], 0) + max(0, hi - offsets.get(k, 0))
@@ -105,9 +111,13 @@ class MonitorCore:
         return Snapshot(rates, {t: self.totals.get(t, 0) for t in TOPICS}, lag, by_topic, latency, self.completions)
 
 
+def _lag(v: int | None) -> str:
+    return "-" if v is None else str(v)
+
+
 def render_plain(s: Snapshot) -> str:
     rates = " ".join(f"{t}={s.rates[t]:.1f}/s" for t in TOPICS)
-    lag = " ".join(f"{g}={v}" for g, v in s.lag.items())
+    lag = " ".join(f"{g}={_lag(v)}" for g, v in s.lag.items())
     lat = " ".join(f"{f[:-2]}(p50/p90/p99)={v['p50']:.3f}/{v['p90']:.3f}/{v['p99']:.3f}s" for f, v in s.latency.items())
     return f"rate {rates} | lag {lag} | completions={s.completions} {lat}".rstrip()
 
@@ -122,7 +132,7 @@ def render_table(s: Snapshot):
     for topic in TOPICS:
         t.add_row(f"topic {topic}", f"{s.rates[topic]:.1f}/s", f"{s.totals[topic]} total")
     for g, v in s.lag.items():
-        t.add_row(f"lag {g}", str(v), "records")
+        t.add_row(f"lag {g}", _lag(v), "records" if v is not None else "never committed")
     for f, v in s.latency.items():
         t.add_row(f"{f[:-2]} p50/p90/p99", f"{v['p50']:.3f}s", f"{v['p90']:.3f}s / {v['p99']:.3f}s")
     t.add_row("completions", str(s.completions), f"window {LATENCY_WINDOW}")

@@ -26,14 +26,16 @@ def test_core_rates_lag_and_percentiles():
     for i in range(10):
         core.on_record("requests", 0, i, ts_wall=50.0, value=b"{}")  # old: outside the rate window
     core.on_record("completions", 0, 100, ts_wall=99.95, value=b"garbage")  # counted, not a latency
-    snap = core.snapshot(100.0, {"phaser-router": {("requests", 0): 4, ("completions", 0): 101}, "phaser-worker": {}})
+    snap = core.snapshot(100.0, {"phaser-router": {("requests", 0): 4, ("completions", 0): 101},
+                                 "phaser-worker": {("assignments", 0): 0}, "phaser-trainer": {}})
     assert snap.rates["requests"] == 0.0
     assert snap.rates["completions"] == 51 / 5.0  # timestamps 95.0 .. 99.95
-    assert snap.lag == {"phaser-router": 6, "phaser-worker": 0}
+    assert snap.lag == {"phaser-router": 6, "phaser-worker": 0, "phaser-trainer": None}  # trainer never committed
     assert snap.lag_by_topic["phaser-router"] == {"requests": 6, "completions": 0}
     assert snap.completions == 100
     assert snap.latency["e2e_s"]["p50"] == 50.5 and abs(snap.latency["e2e_s"]["p99"] - 99.01) < 1e-9
-    assert "completions=100" in render_plain(snap)
+    plain = render_plain(snap)
+    assert "completions=100" in plain and "phaser-trainer=-" in plain and "phaser-router=6" in plain
 
 
 async def test_once_snapshot_of_a_finished_run(bare_broker, stack_runner):
@@ -45,6 +47,7 @@ async def test_once_snapshot_of_a_finished_run(bare_broker, stack_runner):
     assert snap.totals["requests"] == 60 and snap.totals["assignments"] == 60 and snap.completions == 60
     # both committed everything they had read on exit (heartbeats may still be arriving)
     assert snap.lag_by_topic["phaser-router"]["requests"] == 0 and snap.lag["phaser-worker"] == 0
-    assert snap.lag["phaser-trainer"] > 0  # no trainer ran: everything it would read is lag
+    assert snap.lag["phaser-trainer"] is None  # no trainer ran: absent, not the whole topic
+    assert "phaser-trainer=-" in out.getvalue()
     assert set(snap.latency) == {"ttft_s", "tbt_mean_s", "e2e_s", "router_wait_s"}
     assert out.getvalue().startswith("rate requests=")
