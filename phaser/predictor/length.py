@@ -29,7 +29,9 @@ Structural guarantee: ``predict`` reads only ``prompt_tokens``, ``task`` and
 
 Persistence: JSON (no pickle) with ``format``/``format_version`` (the file
 layout) and ``model_version`` (incremented on every fit/update batch, so a
-router can tell which model made a prediction).
+router can tell which model made a prediction). ``meta`` is free-form
+provenance (``phaser predictor fit`` records the workload, count, seed and skip
+it was fitted on); it is optional, so files without it still load.
 """
 
 from __future__ import annotations
@@ -93,6 +95,7 @@ class LengthPredictor:
     def __init__(self, pseudo_count: float = PSEUDO_COUNT):
         self.k = float(pseudo_count)
         self.model_version = 0
+        self.meta: dict = {}
         self._cells: dict[tuple[str, int], _Stats] = {}
         self._tasks: dict[str, _Stats] = {}
         self._all = _Stats()
@@ -145,8 +148,17 @@ class LengthPredictor:
         return m, max(range(N_BUCKETS), key=p.__getitem__)
 
     # -------------------------------------------------------------- evaluation
+    @property
+    def global_mean(self) -> float:
+        """Mean output length of everything learned (``PRIOR_MEAN`` before any data)."""
+        return self._all.s / self._all.n if self._all.n else PRIOR_MEAN
+
+    @property
+    def n_samples(self) -> int:
+        return int(self._all.n)
+
     def evaluate(self, requests: Iterable) -> dict:
-        return evaluate(self, requests, baseline_mean=self._all.s / self._all.n if self._all.n else PRIOR_MEAN)
+        return evaluate(self, requests, baseline_mean=self.global_mean)
 
     # ------------------------------------------------------------ persistence
     def to_dict(self) -> dict:
@@ -156,6 +168,7 @@ class LengthPredictor:
             "all": [self._all.n, self._all.s, self._all.b],
             "tasks": {t: [s.n, s.s, s.b] for t, s in self._tasks.items()},
             "cells": [[t, b, s.n, s.s, s.b] for (t, b), s in self._cells.items()],
+            "meta": dict(self.meta),
         }
 
     @classmethod
@@ -170,6 +183,7 @@ class LengthPredictor:
         try:
             p = cls(float(d["pseudo_count"]))
             p.model_version = int(d["model_version"])
+            p.meta = dict(d.get("meta") or {})
             n, s, b = d["all"]
             p._all = _Stats(float(n), float(s), [float(x) for x in b])
             p._tasks = {t: _Stats(float(n), float(s), [float(x) for x in b]) for t, (n, s, b) in d["tasks"].items()}
