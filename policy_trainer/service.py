@@ -205,7 +205,9 @@ def main(bootstrap: str, store: str, n_instances: int, checkpoint: str | None, s
     from services.clock import StackClock
     from services.lifecycle import install_stop_signals
 
-    logging.basicConfig(level=logging.INFO, format="%(name)s: %(message)s", stream=sys.stderr)
+    logging.basicConfig(level=logging.WARNING, format="%(name)s: %(message)s", stream=sys.stderr)
+    log.setLevel(logging.INFO)  # the trainer's own progress lines; libraries (aiokafka, jax) only warn
+    logging.getLogger("jax._src.xla_bridge").setLevel(logging.ERROR)  # "no TPU" probe noise on CPU hosts
     clock = StackClock(time_scale)
     core = build_core(store, n_instances, checkpoint, seed, publish_every_updates=publish_every_updates,
                       publish_every_s=publish_every_s, freeze=freeze, settle_s=settle_s)

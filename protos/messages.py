@@ -66,7 +66,7 @@ class Assignment(Message):
     predicted_tokens: float = Field(ge=0.0, description="output-length predictor's expected length")
     predicted_bucket: int = Field(ge=0, le=2)
     features: list[float] | None = Field(default=None, description="the feature vector the policy saw (RL policies)")
-    action: int = Field(ge=-1, description="the action taken: instance index, or -1 if it was a forced/heuristic pick")
+    action: int = Field(ge=-1, description="the action taken (instance index) when features were recorded, else -1")
 
 
 class Completion(Message):

@@ -20,6 +20,11 @@ Decisions:
   it wait too (FCFS, as in the paper's router queue).
 * **Time**: decisions happen at the stack-clock ``now``; ``router_wait_s`` =
   decision time − ``arrival_s``, so it includes the requests-topic hop.
+* **Features for every decision**: when the serving policy computes no feature
+  vector (any heuristic), the router encodes the RL state itself
+  (``phaser.rl.features``, numpy, ~10 µs) and publishes it with the action it
+  took, so the trainer can learn off-policy from whatever policy serves —
+  "learn better routing from your own traffic".
 * The view is fed from the router's own assignments (never stale), from
   ``completions`` and from ``instance-status``; completions of requests this
   router never assigned (before a restart) are ignored by the view.
@@ -64,6 +69,8 @@ class RouterCore:
     #: ``services.policy_swap.PolicySwap`` when versions are hot-swapped (``--store``):
     #: it decides instead of ``policy`` (canary split, guard, exploration)
     swap: object | None = None
+    #: ``phaser.rl.features.Encoder``: encodes the state when the policy gives no features
+    encoder: object | None = None
     _retry_at: float = -math.inf
 
     def on_request(self, req: protos.Request, offset: int = -1) -> bool:
@@ -108,6 +115,8 @@ class RouterCore:
                 i = self.policy.decide(job, self.view)
                 name, version = self.policy.name, int(self.policy.version)
                 feats = getattr(self.policy, "last_features", None)
+                if feats is None and i is not None and self.encoder is not None:
+                    feats = self.encoder(job, self.view)
                 action = i if feats is not None else -1
             if i is None:
                 self._retry_at = now + self.tick_s
@@ -166,9 +175,11 @@ def build_core(policy_name: str, n_instances: int, profiles: list[str], seed: in
         profiles = profiles * n_instances
     if len(profiles) != n_instances:
         raise PhaserError(f"--profile lists {len(profiles)} profiles for {n_instances} instances; give one or one per instance")
+    from phaser.rl.features import Encoder, FeatureSpec
+
     view = ClusterView([get_profile(p) for p in profiles])
     return RouterCore(make_policy(policy_name, n_instances, seed, **(policy_options or {})), view,
-                      make_predictor(predictor))
+                      make_predictor(predictor), encoder=Encoder(FeatureSpec(n_instances)))
 
 
 async def run_router(bootstrap: str, core: RouterCore, clock: StackClock, topics: Topics = Topics(),

@@ -26,7 +26,11 @@ Decisions:
   (``--store``), falling back to ``ONLINE_FALLBACK`` until a version is
   promoted, and the trainer learns from the stream and publishes versions.
   ``--checkpoint`` seeds the store (imported as the current version);
-  without it the loop starts from scratch. The trainer runs only then.
+  without it the loop starts from scratch.
+* The trainer runs by default with any policy (``--no-trainer`` to skip): the
+  router records the RL features of every decision, so the trainer learns
+  off-policy from heuristic traffic too and publishes versions to the store;
+  only ``--policy rl`` serves them.
 """
 
 from __future__ import annotations
@@ -76,6 +80,7 @@ class UpConfig:
     topic_prefix: str | None = None
     drain_timeout_s: float = 30.0
     monitor: bool = True
+    trainer: bool = True  # learns from any policy's traffic; with --policy rl its versions are served
     checkpoints: str = ""  # trainer's checkpoint store; "" = a temporary folder of this run
     checkpoint: str | None = None  # with --policy rl: seed the store with this checkpoint
     plot: str | None = None  # PNG of served E2E over time per policy version
@@ -115,7 +120,7 @@ def child_commands(cfg: UpConfig, bootstrap: str, prefix: str) -> dict[str, list
         cmds[f"worker-{lo}-{hi}"] = py + ["worker", "--instances", f"{lo}-{hi}", "--partitions", str(cfg.instances),
                                           "--profile", cfg.profile, "--heartbeat-s", repr(cfg.heartbeat_s),
                                           "--chunked-prefill" if cfg.chunked_prefill else "--no-chunked-prefill"] + clocked
-    if online and trainer_available():
+    if (online or cfg.trainer) and trainer_available():
         cmds["trainer"] = py + ["trainer", "--store", cfg.checkpoints, "--instances", str(cfg.instances)] + clocked
     if cfg.monitor:
         cmds["monitor"] = py + ["monitor", "--interval", repr(cfg.monitor_interval_s)] + common

@@ -37,6 +37,8 @@ def register(app: typer.Typer) -> None:
                                             help="Wall seconds without a new completion, after the load, before the rest counts as lost."),
         monitor: bool = typer.Option(True, "--monitor/--no-monitor", envvar="PHASER_MONITOR",
                                      help="Run the monitor (plain lines on stderr)."),
+        trainer: bool = typer.Option(True, "--trainer/--no-trainer", envvar="PHASER_TRAINER",
+                                     help="Run the online trainer: it learns from the served traffic (any policy) and publishes versions to --checkpoints; with --policy rl the router serves them."),
         checkpoints: str = typer.Option("", "--checkpoints", envvar="PHASER_CHECKPOINTS",
                                         help="The trainer's checkpoint store (default: a temporary folder removed at the end)."),
         checkpoint: str = typer.Option("", "--checkpoint", envvar="PHASER_CHECKPOINT",
@@ -55,7 +57,7 @@ def register(app: typer.Typer) -> None:
         cfg = UpConfig(requests=requests, workload=workload, rate=rate or None, seed=seed, instances=instances,
                        workers=workers or None, profile=profile, policy=policy, predictor=predictor,
                        chunked_prefill=chunked_prefill, time_scale=time_scale, bootstrap=bootstrap or None,
-                       port=port or None, drain_timeout_s=drain_timeout, monitor=monitor,
+                       port=port or None, drain_timeout_s=drain_timeout, monitor=monitor, trainer=trainer,
                        checkpoints=checkpoints, checkpoint=checkpoint or None,
                        plot=str(plot) if plot is not None else None)
         import signal

@@ -20,7 +20,11 @@ def test_round_robin_routes_in_order_and_dedupes():
     out = core.decide(1.0)
     assert [(a.request.id, a.instance) for a in out] == [("r0", 0), ("r1", 1), ("r2", 2), ("r3", 0)]
     assert core.duplicates == 1 and not core.queue
-    assert all(a.router_wait_s == 1.0 and a.decided_s == 1.0 and a.policy == "round-robin" and a.action == -1 for a in out)
+    assert all(a.router_wait_s == 1.0 and a.decided_s == 1.0 and a.policy == "round-robin" for a in out)
+    # a heuristic computes no features: the router records the RL state it saw and the action taken,
+    # so the trainer can learn off-policy from it (3 global + 6 per instance)
+    assert all(a.action == a.instance and len(a.features) == 3 + 6 * 3 for a in out)
+    assert out[0].features[0] > out[3].features[0]  # router queue length shrinks as the queue drains
     assert core.view.outstanding == 4
 
 
