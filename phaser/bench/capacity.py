@@ -8,6 +8,23 @@ doubles up while the SLO holds (or halves down while it fails), then
 that met the SLO. ``run(rate) -> row`` is injected (the runner's simulation),
 so this module is pure and testable with a synthetic latency curve.
 
+Fixed horizon, not fixed count: every probe of a synthetic scenario simulates
+the same stretch of arrivals, ``horizon_s`` seconds (default: the scenario's
+own, ``n_requests / rate``, e.g. 100 s for paper-v100 and 25 s for
+paper-a100), so a probe at rate r has ``ceil(r * horizon_s)`` requests. With a
+fixed count (the first cut), a probe at 470 req/s on paper-a100 was a 4-second
+burst that the KV cache swallowed whole: it "met" the SLO because the episode
+ended before any queue could build, which overstated capacity several-fold. An
+overload of x (arrivals x above service rate) grows the queue by x * horizon_s
+of work, so a 25 s horizon exposes overloads of ~8% against a 2 s TTFT SLO.
+Probes have at least ``MIN_PROBE_REQUESTS`` = 1,000 requests so a p99 is the
+10th-worst request, not the worst. Trace scenarios (no rate of their own) keep
+their request count: the trace is retimed to each probe's mean rate.
+
+The search assumes the SLO holds below some rate and fails above it; a noisy,
+non-monotone policy can make bisection settle on a local edge. Each probe's
+(rate, ok, p99s) is recorded so this can be checked.
+
 Default SLOs (interactive chat): first token within 2 s at p99, and p99
 time-between-tokens 200 ms, i.e. at least 5 tokens/s, above a fast reader's
 ~4 tokens/s (250 words/min at ~1.3 tokens/word).
@@ -15,11 +32,18 @@ time-between-tokens 200 ms, i.e. at least 5 tokens/s, above a fast reader's
 
 from __future__ import annotations
 
+import math
 from dataclasses import dataclass, field
 from typing import Callable
 
 DEFAULT_SLO_TTFT_P99 = 2.0
 DEFAULT_SLO_TBT_P99 = 0.2
+MIN_PROBE_REQUESTS = 1000
+
+
+def probe_requests(rate: float, horizon_s: float, min_requests: int = MIN_PROBE_REQUESTS) -> int:
+    """Requests of a probe at ``rate`` covering ``horizon_s`` seconds of arrivals."""
+    return max(int(min_requests), math.ceil(rate * horizon_s))
 
 
 @dataclass

@@ -71,14 +71,18 @@ def load_requests(sc: Scenario, seed: int, rate: float | None = None) -> list:
     return list(getattr(w, "requests", w))
 
 
-def sim_config(sc: Scenario, heartbeat_delay_s: float | None = None):
+def sim_config(sc: Scenario, heartbeat_delay_s: float | None = None, completion_delay_s: float | None = None):
     from phaser.sim import SimConfig
 
     kw = dict(profiles=tuple([sc.profile] * sc.instances), chunked_prefill=sc.chunked_prefill,
               max_num_batched_tokens=sc.max_num_batched_tokens)
     if heartbeat_delay_s is not None:
         kw["heartbeat_delay_s"] = heartbeat_delay_s
-    return SimConfig(**kw)
+    if completion_delay_s is not None:
+        kw["completion_delay_s"] = completion_delay_s
+    cfg = SimConfig(**kw)
+    cfg.validate()  # negative delays etc. are user errors, before any simulation
+    return cfg
 
 
 def _pct(a: np.ndarray, q: float) -> float:
@@ -87,7 +91,8 @@ def _pct(a: np.ndarray, q: float) -> float:
 
 def run_one(sc: Scenario, policy_name: str, seed: int, *, rate: float | None = None,
             policy_options: dict | None = None, heartbeat_delay_s: float | None = None,
-            requests: list | None = None, keep_records: bool = False) -> tuple[dict, list]:
+            completion_delay_s: float | None = None, requests: list | None = None,
+            keep_records: bool = False) -> tuple[dict, list]:
     """Simulate one (scenario, policy, seed[, rate]); returns (row, records or [])."""
     from phaser.predictor import CrossFitted
     from phaser.sim import simulate
@@ -97,7 +102,7 @@ def run_one(sc: Scenario, policy_name: str, seed: int, *, rate: float | None = N
         raise PhaserError(f"workload {sc.workload!r} produced no requests")
     predictor = CrossFitted(reqs)
     policy = make_policy(policy_name, sc.instances, seed, **(policy_options or {}))
-    cfg = sim_config(sc, heartbeat_delay_s)
+    cfg = sim_config(sc, heartbeat_delay_s, completion_delay_s)
     t0 = time.perf_counter()
     res = simulate(reqs, policy, cfg, predictor, seed)
     wall = time.perf_counter() - t0
@@ -117,7 +122,7 @@ def run_one(sc: Scenario, policy_name: str, seed: int, *, rate: float | None = N
         "simulated_seconds": s["simulated_seconds"], "wall_seconds": wall,
         "policy_version": getattr(policy, "version", 0), "predictor": predictor.name,
         "config": {"scenario": sc.as_dict(), "sim": _as_jsonable(cfg), "policy_options": policy_options or {},
-                   "heartbeat_delay_s": heartbeat_delay_s},
+                   "heartbeat_delay_s": heartbeat_delay_s, "completion_delay_s": completion_delay_s},
     }
     return row, (list(res.records) if keep_records else [])
 
@@ -136,7 +141,8 @@ def _as_jsonable(obj):
 
 def run_grid(scenarios: Iterable[Scenario], policies: list[str], seeds: list[int], rates: list[float | None],
              *, policy_options: Callable[[str], dict] | None = None, heartbeat_delay_s: float | None = None,
-             on_row: Callable[[dict, list], None] | None = None, keep_records: bool = False) -> list[dict]:
+             completion_delay_s: float | None = None, on_row: Callable[[dict, list], None] | None = None,
+             keep_records: bool = False) -> list[dict]:
     """Every scenario x rate x seed x policy; a workload is loaded once per
     (scenario, rate, seed) and shared by all policies (paired comparison)."""
     rows = []
@@ -147,7 +153,8 @@ def run_grid(scenarios: Iterable[Scenario], policies: list[str], seeds: list[int
                 for pol in policies:
                     row, recs = run_one(sc, pol, seed, rate=rate, requests=reqs, keep_records=keep_records,
                                         policy_options=policy_options(pol) if policy_options else None,
-                                        heartbeat_delay_s=heartbeat_delay_s)
+                                        heartbeat_delay_s=heartbeat_delay_s,
+                                        completion_delay_s=completion_delay_s)
                     rows.append(row)
                     if on_row:
                         on_row(row, recs)

@@ -82,11 +82,17 @@ def register(app: typer.Typer) -> None:
                                              "(e.g. alpha=0.5 for workload-aware); repeatable."),
         heartbeat_delay: Optional[float] = typer.Option(None, "--heartbeat-delay", envvar="PHASER_HEARTBEAT_DELAY",
                                                         help="Delay (s) of heartbeats reaching the router view."),
+        completion_delay: Optional[float] = typer.Option(None, "--completion-delay",
+                                                         envvar="PHASER_COMPLETION_DELAY",
+                                                         help="Delay (s) of completions reaching the router view."),
         json_path: Optional[Path] = typer.Option(None, "--json", help="Write one JSON row per run to PATH."),
         plot_dir: Optional[Path] = typer.Option(None, "--plot", help="Write latency-vs-load PNGs to DIR."),
         records: Optional[Path] = typer.Option(None, "--records", help="Per-request records (.jsonl or .csv); "
                                                "several runs get the run in the file name."),
         capacity: bool = typer.Option(False, "--capacity", help="Find each policy's capacity at the SLO by bisection."),
+        capacity_horizon: Optional[float] = typer.Option(
+            None, "--capacity-horizon", envvar="PHASER_CAPACITY_HORIZON",
+            help="Seconds of arrivals each capacity probe simulates (default: the scenario's requests / rate)."),
         slo_ttft_p99: float = typer.Option(2.0, "--slo-ttft-p99", envvar="PHASER_SLO_TTFT_P99",
                                            help="SLO: p99 TTFT in seconds (capacity search)."),
         slo_tbt_p99: float = typer.Option(0.2, "--slo-tbt-p99", envvar="PHASER_SLO_TBT_P99",
@@ -132,7 +138,8 @@ def register(app: typer.Typer) -> None:
         console = Console(stderr=True)
         out = Console(width=max(200, Console().width))
         if capacity:
-            _capacity(scs, pols, seeds[0], rates, options_for, slo_ttft_p99, slo_tbt_p99, json_path, out, console)
+            _capacity(scs, pols, seeds[0], rates, options_for, slo_ttft_p99, slo_tbt_p99, json_path, out, console,
+                      capacity_horizon, heartbeat_delay, completion_delay)
             return
         from rich.progress import Progress
 
@@ -149,7 +156,8 @@ def register(app: typer.Typer) -> None:
                 prog.update(task, advance=1, description=f"{row['scenario']} {row['policy']} seed {row['seed']}")
 
             rows = runner.run_grid(scs, pols, seeds, rates, policy_options=options_for,
-                                   heartbeat_delay_s=heartbeat_delay, on_row=on_row, keep_records=records is not None)
+                                   heartbeat_delay_s=heartbeat_delay, completion_delay_s=completion_delay,
+                                   on_row=on_row, keep_records=records is not None)
         agg = runner.aggregate(rows)
         out.print(bench_table(agg))
         for (scn, r), a in sorted(runner.strongest([a for a in agg if not runner.is_learned(a["policy"])]).items(),
@@ -212,21 +220,28 @@ def register(app: typer.Typer) -> None:
             json_path.write_text(json.dumps([asdict(r) for r in res], indent=1))
 
 
-def _capacity(scs, pols, seed, rates, options_for, slo_ttft, slo_tbt, json_path, out, console) -> None:
+def _capacity(scs, pols, seed, rates, options_for, slo_ttft, slo_tbt, json_path, out, console,
+              horizon_s=None, heartbeat_delay=None, completion_delay=None) -> None:
     from rich.table import Table
 
     from phaser.bench import runner
-    from phaser.bench.capacity import find_capacity
+    from phaser.bench.capacity import find_capacity, probe_requests
 
     t = Table(title=f"capacity at SLO (p99 TTFT <= {slo_ttft} s, p99 TBT <= {slo_tbt} s)", header_style="bold")
-    for c in ("scenario", "policy", "capacity req/s", "bracket", "probes"):
+    if horizon_s is not None and not horizon_s > 0:
+        raise PhaserError(f"--capacity-horizon must be > 0 s, got {horizon_s}")
+    for c in ("scenario", "policy", "capacity req/s", "bracket", "probes", "horizon"):
         t.add_column(c)
     rows = []
     for sc in scs:
         start = rates[0] or sc.rate or 10.0
+        # synthetic scenarios: a fixed horizon of arrivals per probe (see phaser.bench.capacity)
+        horizon = horizon_s or (sc.n_requests / sc.rate if sc.rate and sc.n_requests else None)
         for pol in pols:
-            def run(r, sc=sc, pol=pol):
-                row, _ = runner.run_one(sc, pol, seed, rate=r, policy_options=options_for(pol))
+            def run(r, sc=sc, pol=pol, horizon=horizon):
+                psc = sc.with_(n_requests=probe_requests(r, horizon)) if horizon else sc
+                row, _ = runner.run_one(psc, pol, seed, rate=r, policy_options=options_for(pol),
+                                        heartbeat_delay_s=heartbeat_delay, completion_delay_s=completion_delay)
                 console.print(f"  {sc.name} {pol} @ {r:.2f} req/s: ttft_p99={row['ttft_p99']:.3f} "
                               f"tbt_p99={row['tbt_p99']:.4f}")
                 return row
@@ -234,9 +249,11 @@ def _capacity(scs, pols, seed, rates, options_for, slo_ttft, slo_tbt, json_path,
             res = find_capacity(run, start, slo_ttft_p99=slo_ttft, slo_tbt_p99=slo_tbt)
             rows.append({"scenario": sc.name, "policy": pol, "capacity_rps": res.capacity_rps,
                          "bracket": list(res.bracket), "probes": res.probes, "seed": seed,
-                         "slo_ttft_p99": slo_ttft, "slo_tbt_p99": slo_tbt, "config": sc.as_dict()})
+                         "slo_ttft_p99": slo_ttft, "slo_tbt_p99": slo_tbt, "horizon_s": horizon,
+                         "heartbeat_delay_s": heartbeat_delay, "completion_delay_s": completion_delay,
+                         "config": sc.as_dict()})
             t.add_row(sc.name, pol, f"{res.capacity_rps:.2f}", f"{res.bracket[0]:.2f}–{res.bracket[1]:.2f}",
-                      str(len(res.probes)))
+                      str(len(res.probes)), f"{horizon:.0f} s" if horizon else "whole trace")
     out.print(t)
     if json_path is not None:
         json_path.parent.mkdir(parents=True, exist_ok=True)

@@ -68,3 +68,12 @@ def test_policy_resolution_and_scenarios():
         (4, "a100-llama3-8b", 80.0, 2000, True, 1024)
     with pytest.raises(PhaserError, match="unknown scenario"):
         get_scenario("nope")
+
+
+def test_capacity_probes_cover_a_fixed_horizon():
+    from phaser.bench.capacity import MIN_PROBE_REQUESTS, probe_requests
+
+    assert probe_requests(470.0, 25.0) == 11750  # not the scenario's 2,000: a 4 s burst hides overload
+    assert probe_requests(80.0, 25.0) == 2000
+    assert probe_requests(2.0, 100.0) == MIN_PROBE_REQUESTS  # p99 needs enough requests
+    assert probe_requests(2.0, 100.0, min_requests=10) == 200

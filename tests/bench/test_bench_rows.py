@@ -32,3 +32,23 @@ def test_cli_json_and_user_errors(tmp_path, capsys):
     assert main(["bench", "--scenario", "nope"]) == 2
     assert main(["bench", "--workload", "paper-mix"]) == 2
     assert main(["bench", "--rate", "-3"]) == 2
+
+
+def test_cli_capacity_in_the_simulator(tmp_path):
+    out = tmp_path / "cap.json"
+    rc = main(["bench", "--workload", "paper-mix", "--instances", "1", "--profile", "a100-llama3-8b",
+               "--rate", "20", "--capacity", "--capacity-horizon", "10", "--policies", "round-robin",
+               "--slo-ttft-p99", "1.0", "--slo-tbt-p99", "0.5", "--json", str(out)])
+    assert rc == 0
+    (row,) = json.loads(out.read_text())
+    assert row["policy"] == "round-robin" and row["horizon_s"] == 10.0
+    cap = row["capacity_rps"]
+    assert cap > 0 and row["bracket"][0] == cap < row["bracket"][1]
+    # every probe's verdict is its SLO check, and the answer is the best passing probe
+    for rate, ok, ttft, tbt in row["probes"]:
+        assert ok == (ttft <= 1.0 and tbt <= 0.5)
+    assert cap == max(r for r, ok, *_ in row["probes"] if ok)
+    assert any(not ok and r > cap for r, ok, *_ in row["probes"])
+    assert main(["bench", "--scenario", "paper-v100", "--capacity", "--capacity-horizon", "0"]) == 2
+    assert main(["bench", "--scenario", "paper-v100", "--heartbeat-delay", "-1", "--policies", "round-robin",
+                 "--requests", "20"]) == 2
