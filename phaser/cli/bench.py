@@ -77,7 +77,8 @@ def register(app: typer.Typer) -> None:
         repeat: int = typer.Option(1, "--repeat", envvar="PHASER_BENCH_REPEAT", help="Seeds per run (mean ± 95% CI)."),
         seed: int = typer.Option(0, "--seed", envvar="PHASER_SEED", help="First seed; repeats use seed..seed+K-1."),
         checkpoint: Optional[Path] = typer.Option(None, "--checkpoint", envvar="PHASER_CHECKPOINT",
-                                                  help="Checkpoint for rl-* policies."),
+                                                  help="Checkpoint for rl-* policies (default: the one shipped "
+                                                       "for each variant in phaser/checkpoints/, any instance count)."),
         policy_opt: list[str] = typer.Option([], "--policy-opt", help="KEY=VALUE option passed to every policy "
                                              "(e.g. alpha=0.5 for workload-aware); repeatable."),
         heartbeat_delay: Optional[float] = typer.Option(None, "--heartbeat-delay", envvar="PHASER_HEARTBEAT_DELAY",
@@ -86,7 +87,8 @@ def register(app: typer.Typer) -> None:
                                                          envvar="PHASER_COMPLETION_DELAY",
                                                          help="Delay (s) of completions reaching the router view."),
         json_path: Optional[Path] = typer.Option(None, "--json", help="Write one JSON row per run to PATH."),
-        plot_dir: Optional[Path] = typer.Option(None, "--plot", help="Write latency-vs-load PNGs to DIR."),
+        plot_dir: Optional[Path] = typer.Option(None, "--plot", help="Write latency-vs-load PNGs to DIR (one per "
+                                                "scenario, a line per policy, the SLOs dashed)."),
         records: Optional[Path] = typer.Option(None, "--records", help="Per-request records (.jsonl or .csv); "
                                                "several runs get the run in the file name."),
         capacity: bool = typer.Option(False, "--capacity", help="Find each policy's capacity at the SLO by bisection."),
@@ -94,9 +96,9 @@ def register(app: typer.Typer) -> None:
             None, "--capacity-horizon", envvar="PHASER_CAPACITY_HORIZON",
             help="Seconds of arrivals each capacity probe simulates (default: the scenario's requests / rate)."),
         slo_ttft_p99: float = typer.Option(2.0, "--slo-ttft-p99", envvar="PHASER_SLO_TTFT_P99",
-                                           help="SLO: p99 TTFT in seconds (capacity search)."),
+                                           help="SLO: p99 TTFT in seconds (capacity search, plots)."),
         slo_tbt_p99: float = typer.Option(0.2, "--slo-tbt-p99", envvar="PHASER_SLO_TBT_P99",
-                                          help="SLO: p99 time between tokens in seconds (capacity search)."),
+                                          help="SLO: p99 time between tokens in seconds (capacity search, plots)."),
     ) -> None:
         """Run policies x scenarios x rates x seeds in the simulator and print a table."""
         if ctx.invoked_subcommand is not None:
@@ -176,13 +178,14 @@ def register(app: typer.Typer) -> None:
         if plot_dir is not None:
             from phaser.bench.plots import latency_vs_load
 
-            for p in latency_vs_load(agg, plot_dir):
+            for p in latency_vs_load(agg, plot_dir, slo_ttft_p99=slo_ttft_p99, slo_tbt_p99=slo_tbt_p99):
                 out.print(f"wrote {p}")
 
     @bench_app.command("router-latency")
     def router_latency(
         policies: str = typer.Option("all", "--policies", envvar="PHASER_BENCH_POLICIES",
-                                     help="Comma-separated policy names, or 'all' (rl-* need --checkpoint)."),
+                                     help="Comma-separated policy names, or 'all' (every heuristic; "
+                                          "rl-* join with --checkpoint, or name them for the shipped ones)."),
         instances: str = typer.Option("4,16", "--instances", help="Cluster sizes, comma-separated."),
         decisions: int = typer.Option(2000, "--decisions", help="Timed decisions per (policy, size)."),
         profile: str = typer.Option("a100-llama3-8b", "--profile", envvar="PHASER_BENCH_PROFILE",

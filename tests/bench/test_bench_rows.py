@@ -52,3 +52,26 @@ def test_cli_capacity_in_the_simulator(tmp_path):
     assert main(["bench", "--scenario", "paper-v100", "--capacity", "--capacity-horizon", "0"]) == 2
     assert main(["bench", "--scenario", "paper-v100", "--heartbeat-delay", "-1", "--policies", "round-robin",
                  "--requests", "20"]) == 2
+
+
+def test_cli_plot_writes_one_png_per_scenario(tmp_path):
+    plots = tmp_path / "plots"
+    rc = main(["bench", "--scenario", "paper-v100,paper-a100", "--requests", "80", "--rate", "5,10",
+               "--policies", "round-robin,least-requests", "--repeat", "2", "--plot", str(plots)])
+    assert rc == 0
+    pngs = sorted(plots.glob("*.png"))
+    assert [p.name for p in pngs] == ["latency_vs_load_paper-a100.png", "latency_vs_load_paper-v100.png"]
+    for p in pngs:
+        data = p.read_bytes()
+        assert len(data) > 10_000 and data[:8] == b"\x89PNG\r\n\x1a\n"
+
+
+def test_plot_keeps_scenarios_sharing_a_workload_apart(tmp_path):
+    from phaser.bench.plots import latency_vs_load
+
+    rows = [{"scenario": sc, "workload": "paper-mix", "instances": 4, "profile": "a100-llama3-8b", "policy": "rr",
+             "rate": rate, "e2e_mean": 1.0 + rate, "ttft_p99": 0.1, "tbt_p99": 0.05 * rate}
+            for sc in ("paper-a100", "custom:paper/mix?x") for rate in (1.0, 2.0)]
+    paths = latency_vs_load(rows, tmp_path, slo_ttft_p99=2.0, slo_tbt_p99=0.2)
+    assert sorted(p.name for p in paths) == ["latency_vs_load_custom_paper_mix_x.png", "latency_vs_load_paper-a100.png"]
+    assert all(p.stat().st_size > 0 for p in paths)
