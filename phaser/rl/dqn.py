@@ -83,6 +83,16 @@ class DQNConfig:
     mixing_weight: float = 1.0
     hurl_scale: float = 10.0
     hurl_decay: float = 0.5
+    # HuRL λ never exceeds this (1 = the paper's full decay to plain Double DQN)
+    lam_max: float = 1.0
+    # warm start by imitation (phaser.rl.imitation, DQfD): "" = none, else a heuristic policy name
+    warm_start: str = ""
+    demo_episodes: int = 8
+    pretrain_updates: int = 2_000
+    pretrain_learning_rate: float = 5e-4
+    margin: float = 0.8
+    margin_weight: float = 1.0
+    finetune_margin: bool = True
 
     def __post_init__(self):
         if self.variant not in VARIANTS:
@@ -111,7 +121,9 @@ class DQNConfig:
 
     def lam(self, episode: int) -> float:
         """HuRL λ for this episode: 1 (plain Double DQN) unless the variant is rl-guided."""
-        return hurl_lambda(episode, self.hurl_decay) if self.variant == "rl-guided" else 1.0
+        if self.variant != "rl-guided":
+            return 1.0
+        return min(hurl_lambda(episode, self.hurl_decay), self.lam_max)
 
 
 # --- 2. targets ---------------------------------------------------------------
@@ -132,8 +144,9 @@ def double_dqn_target(reward, done, gamma, q_next_online, q_next_target):
 
 # --- 3. the jitted update -----------------------------------------------------
 
-def make_optimizer(cfg: DQNConfig) -> optax.GradientTransformation:
-    return optax.chain(optax.clip_by_global_norm(cfg.max_grad_norm), optax.adam(cfg.learning_rate))
+def make_optimizer(cfg: DQNConfig, learning_rate: float | None = None) -> optax.GradientTransformation:
+    lr = cfg.learning_rate if learning_rate is None else learning_rate
+    return optax.chain(optax.clip_by_global_norm(cfg.max_grad_norm), optax.adam(lr))
 
 
 def make_update(q_net, cfg: DQNConfig, tx: optax.GradientTransformation):
@@ -194,11 +207,15 @@ class TrainResult:
 def train(make_env: Callable[[], Env], cfg: DQNConfig, episodes: int, seed: int,
           episode_seed: Callable[[int], int] = lambda k: k,
           on_episode: Callable[[EpisodeStats, dict], None] | None = None,
-          init_params: dict[str, np.ndarray] | None = None) -> TrainResult:
+          init_params: dict[str, np.ndarray] | None = None, replay: ReplayBuffer | None = None,
+          demos: ReplayBuffer | None = None) -> TrainResult:
     """Train for ``episodes`` episodes; episode k runs the workload seed ``episode_seed(k)``.
 
     ``on_episode(stats, params)`` is called after every finished episode with the
     current online parameters (flat numpy), e.g. for evaluation or progress.
+    ``init_params`` / ``replay`` start from given weights and a pre-filled buffer
+    (the imitation warm start, ``phaser.rl.imitation``); ``demos`` adds DQfD's
+    large-margin loss on those demonstrations to every update.
     """
     rng = np.random.default_rng(seed)
     key = jax.random.PRNGKey(seed)
@@ -214,8 +231,12 @@ def train(make_env: Callable[[], Env], cfg: DQNConfig, episodes: int, seed: int,
     tx = make_optimizer(cfg)
     opt_state = tx.init(params)
     update = make_update(q_net, cfg, tx)
+    if demos is not None:
+        from phaser.rl.imitation import make_dqfd_update
+
+        dqfd = make_dqfd_update(q_net, cfg, tx, n_actions if cfg.allow_wait else n_actions - 1)
     q_values = jax.jit(lambda p, x: q_net.apply({"params": p}, x))
-    rb = ReplayBuffer(cfg.buffer_size, obs_dim)
+    rb = ReplayBuffer(cfg.buffer_size, obs_dim) if replay is None else replay
 
     # episode bookkeeping per env slot
     started = 0
@@ -255,8 +276,13 @@ def train(make_env: Callable[[], Env], cfg: DQNConfig, episodes: int, seed: int,
             # learn: one jitted update per train_every decisions once the buffer is warm
             if rb.size >= cfg.learning_starts and steps % cfg.train_every == 0:
                 b = rb.sample(rng, cfg.batch_size)
-                params, opt_state, loss, _ = update(params, target_params, opt_state, b.obs, b.action, b.reward,
-                                                    b.next_obs, b.done, b.h, cfg.lam(finished), b.ticks)
+                args = (params, target_params, opt_state, b.obs, b.action, b.reward, b.next_obs, b.done, b.h,
+                        cfg.lam(finished), b.ticks)
+                if demos is None:
+                    params, opt_state, loss, _ = update(*args)
+                else:
+                    d = demos.sample(rng, cfg.batch_size // 4)
+                    params, opt_state, loss, _ = dqfd(*args, d.obs, d.action)
                 updates += 1
                 if updates % cfg.target_update_every == 0:
                     target_params = params

@@ -123,6 +123,11 @@ class RouterEnv:
             info["episode"] = dict(self._ret_parts, **self.sim.summary_dict())
         return obs, (progress + bonus + mixing) * self.scale, done, info
 
+    @property
+    def decision(self):
+        """The pending ``(job, view)`` (what a heuristic policy decides on), None at the end."""
+        return None if self._job is None else (self._job, self._view)
+
     def action_mask(self) -> np.ndarray:
         """Allowed actions now: every instance, and WAIT if the variant allows it
         and the job has not waited ``MAX_WAIT_S`` already (``RLPolicy``'s rule)."""

@@ -24,6 +24,7 @@ replay sampling are all seeded; JAX on CPU is deterministic.
 
 from __future__ import annotations
 
+import copy
 import csv
 import math
 import time
@@ -41,6 +42,9 @@ from phaser.rl.features import FeatureSpec
 from phaser.rl.policy import RLPolicy
 
 TRAIN_SEED_BASE = 10_000
+#: Demonstration episodes of the imitation warm start: seed DEMO_SEED_BASE + 1000·S + i
+#: (disjoint from training, evaluation and benchmark seeds).
+DEMO_SEED_BASE = 20_000
 EVAL_SEED_BASE = 100
 #: Heuristics that are never "the best heuristic" candidates: random is a
 #: floor, prefix-aware equals least-loaded without prefix ids (paper-mix has none).
@@ -141,7 +145,7 @@ def train_scenario(sc: Scenario, cfg: DQNConfig, episodes: int, seed: int, out: 
                "epsilon": round(st.epsilon, 4), "lam": round(st.lam, 4),
                "train_e2e_mean": ep.get("e2e_mean"), "waits": ep.get("waits"),
                "eval_e2e_mean": None, "eval_round_robin": rr, "eval_best_heuristic": base.get(best_h)}
-        done = len(rows) + 1
+        done = sum(1 for r in rows if r["episode"] >= 0) + 1
         if done % eval_every == 0 or done == episodes:
             e2e = float(np.mean(evaluate(sc, rl_policy(params), ev_seeds, n_requests)))
             row["eval_e2e_mean"] = e2e
@@ -155,8 +159,28 @@ def train_scenario(sc: Scenario, cfg: DQNConfig, episodes: int, seed: int, out: 
             on_progress(row)
 
     make_sim = make_sim_factory(sc, n_requests)
-    result = train(lambda: RouterEnv.from_config(make_sim, n, cfg), cfg, episodes, seed,
-                   episode_seed=lambda k: TRAIN_SEED_BASE + 1000 * seed + k, on_episode=on_episode)
+    make_env = lambda: RouterEnv.from_config(make_sim, n, cfg)  # noqa: E731
+    init_params = replay = None
+    extras: dict = {}
+    if cfg.warm_start:
+        # imitation warm start (phaser.rl.imitation); its evaluation is "episode −1"
+        from phaser.rl.imitation import collect, pretrain
+
+        demo_seeds = [DEMO_SEED_BASE + 1000 * seed + i for i in range(cfg.demo_episodes)]
+        replay, demo_e2e = collect(make_env, cfg.warm_start, demo_seeds, cfg.buffer_size)
+        init_params, fit = pretrain(replay, n, cfg, seed)
+        e2e = float(np.mean(evaluate(sc, rl_policy(init_params), ev_seeds, n_requests)))
+        best.update(e2e=e2e, params=init_params, episode=-1)
+        extras = {"warm_start": cfg.warm_start, "demo_seeds": demo_seeds, "demo_e2e_mean": float(np.mean(demo_e2e)),
+                  "demo_transitions": replay.size, **fit, "warm_start_eval_e2e_mean": e2e}
+        rows.append({"episode": -1, "seed": None, "return": None, "steps": replay.size, "epsilon": None, "lam": None,
+                     "train_e2e_mean": None, "waits": None, "eval_e2e_mean": e2e, "eval_round_robin": rr,
+                     "eval_best_heuristic": base.get(best_h), "wall_s": round(time.perf_counter() - t_start, 2)})
+    # the demonstrations seed the agent's replay (DQfD) and, kept apart, feed the margin loss
+    demos = copy.deepcopy(replay) if cfg.warm_start and cfg.finetune_margin else None
+    result = train(make_env, cfg, episodes, seed,
+                   episode_seed=lambda k: TRAIN_SEED_BASE + 1000 * seed + k, on_episode=on_episode,
+                   init_params=init_params, replay=replay, demos=demos)
     params = best["params"] if best["params"] is not None else result.params
     wall = time.perf_counter() - t_start
     meta = {
@@ -166,11 +190,11 @@ def train_scenario(sc: Scenario, cfg: DQNConfig, episodes: int, seed: int, out: 
         "stats": {"episodes": episodes, "seed": seed, "steps": result.steps, "updates": result.updates,
                   "best_episode": best["episode"], "best_eval_e2e_mean": best["e2e"],
                   "eval_seeds": ev_seeds, "eval_baselines": base, "best_heuristic": best_h,
-                  "train_wall_s": round(wall, 1)},
+                  "train_wall_s": round(wall, 1), **extras},
     }
     ckpt = save_checkpoint(out, params, meta)
     write_curves(rows, out)
-    return TrainReport(ckpt, rows, base, best_h, best["e2e"], best["episode"], wall)
+    return TrainReport(ckpt, rows, base, best_h, best["e2e"], best["episode"], wall, extras)
 
 
 # --- curves ----------------------------------------------------------------------
@@ -189,9 +213,10 @@ def write_curves(rows: list[dict], out: Path) -> tuple[Path, Path]:
         w.writeheader()
         w.writerows(rows)
 
-    ep = [r["episode"] for r in rows]
     fig, (ax1, ax2) = plt.subplots(1, 2, figsize=(11, 4))
-    ax1.plot(ep, [r["return"] for r in rows], lw=1)
+    ret = [(r["episode"], r["return"]) for r in rows if r["return"] is not None]
+    if ret:
+        ax1.plot(*zip(*ret), lw=1)
     ax1.set(xlabel="episode", ylabel="return (scaled)", title="training return")
     tr = [(r["episode"], r["train_e2e_mean"]) for r in rows if r["train_e2e_mean"] is not None]
     if tr:
