@@ -4,9 +4,9 @@ TBT against the request rate; error bars are the 95% CI when repeated.
 
 Decisions (from looking at the first cut's output):
 
-* Grouped by scenario, not by (workload, cluster): paper-a100 and
-  paper-a100-chunked share both, and their points were drawn as one zig-zag
-  line per policy.
+* Grouped by scenario (and view delays, when swept), not by (workload,
+  cluster): paper-a100 and paper-a100-chunked share both, and their points
+  were drawn as one zig-zag line per policy.
 * p99 TBT is drawn too: it is the SLO that binds first on V100 (see
   ``phaser.bench.capacity``), and was invisible.
 * A log y axis only when a panel spans more than ``LOG_SPAN`` = 20x (an
@@ -32,6 +32,13 @@ PANELS = (("e2e_mean", "mean E2E latency (s)"), ("ttft_p99", "p99 TTFT (s)"), ("
 MARKERS = "os^vD<>ph*"
 
 
+def _group(r: dict) -> str:
+    """A scenario, plus its view delays when a stale-view sweep set them."""
+    tag = "".join(f"_{short}{r[k]:g}s" for k, short in (("heartbeat_delay_s", "hb"), ("completion_delay_s", "cd"))
+                  if r.get(k) is not None)
+    return r["scenario"] + tag
+
+
 def _file_name(scenario: str) -> str:
     return "latency_vs_load_" + re.sub(r"[^A-Za-z0-9._-]+", "_", scenario).strip("_") + ".png"
 
@@ -50,7 +57,7 @@ def latency_vs_load(rows: list[dict], out_dir: str | Path, *, slo_ttft_p99: floa
     by_sc: dict[str, dict[str, list[dict]]] = defaultdict(lambda: defaultdict(list))
     for r in rows:
         if r.get("rate") is not None:
-            by_sc[r["scenario"]][r["policy"]].append(r)
+            by_sc[_group(r)][r["policy"]].append(r)
     all_pols = sorted({p for pols in by_sc.values() for p in pols})
     colors = plt.get_cmap("tab10").colors
     style = {p: (colors[i % len(colors)], MARKERS[i % len(MARKERS)]) for i, p in enumerate(all_pols)}

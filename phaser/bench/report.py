@@ -1,5 +1,6 @@
-"""The bench table (rich): one line per (scenario, rate, policy), mean ± 95% CI
-when repeated, improvement of mean E2E over round robin."""
+"""The bench table (rich): one line per (scenario, rate[, view delays], policy),
+mean ± 95% CI when repeated, improvement of mean E2E over round robin. The
+delay columns appear only when a delay was set (a stale-view sweep)."""
 
 from __future__ import annotations
 
@@ -14,13 +15,19 @@ def _fmt(a: dict, m: str, digits: int = 3) -> str:
 
 
 def bench_table(agg: list[dict], title: str = "phaser bench (seconds)") -> Table:
+    delays = any(a.get("heartbeat_delay_s") is not None or a.get("completion_delay_s") is not None for a in agg)
     t = Table(title=title, show_lines=False, header_style="bold")
-    for col in ("scenario", "rate", "policy", "E2E mean", "E2E p50", "E2E p90", "E2E p99", "TTFT mean",
+    for col in ("scenario", "rate", *(("hb delay", "compl. delay") if delays else ()), "policy", "E2E mean", "E2E p50", "E2E p90", "E2E p99", "TTFT mean",
                 "TTFT p50", "TTFT p90", "TTFT p99", "TBT mean", "TBT p99", "router wait", "preempt", "vs RR %"):
         t.add_column(col, justify="left" if col in ("scenario", "policy") else "right", no_wrap=True)
-    for a in sorted(agg, key=lambda a: (a["scenario"], a["rate"] or 0, a["e2e_mean"])):
+    def delay(v) -> str:
+        return f"{v:g} s" if v is not None else "0 s"
+
+    for a in sorted(agg, key=lambda a: (a["scenario"], a["rate"] or 0, a.get("heartbeat_delay_s") or 0,
+                                        a.get("completion_delay_s") or 0, a["e2e_mean"])):
         imp = a.get("improvement_vs_rr_pct")
-        t.add_row(a["scenario"], f"{a['rate']:.1f}" if a["rate"] else "trace", a["policy"],
+        cols = (delay(a.get("heartbeat_delay_s")), delay(a.get("completion_delay_s"))) if delays else ()
+        t.add_row(a["scenario"], f"{a['rate']:.1f}" if a["rate"] else "trace", *cols, a["policy"],
                   _fmt(a, "e2e_mean"), _fmt(a, "e2e_p50"), _fmt(a, "e2e_p90"), _fmt(a, "e2e_p99"),
                   _fmt(a, "ttft_mean"), _fmt(a, "ttft_p50"), _fmt(a, "ttft_p90"), _fmt(a, "ttft_p99"),
                   _fmt(a, "tbt_mean", 4), _fmt(a, "tbt_p99", 4), _fmt(a, "router_wait_mean"),

@@ -4,7 +4,8 @@ one row per run, aggregation over repeats, improvement over round robin.
 Row fields (issue 2 item 5, kept; issue 5 adds the rest): scenario, policy,
 workload, instances, profile, seed, n_requests, e2e_mean/p50/p90/p99,
 ttft_mean/p50/p90/p99, tbt_mean/p99, router_wait_mean, preemptions,
-simulated_seconds, wall_seconds, plus rate, policy_version, predictor and
+simulated_seconds, wall_seconds, plus rate, heartbeat_delay_s and
+completion_delay_s (None = the simulator's default, 0 s), policy_version, predictor and
 ``config`` (the full scenario and simulator configuration).
 
 Predictions: each run predicts output lengths with 2-fold cross-fitted
@@ -120,6 +121,7 @@ def run_one(sc: Scenario, policy_name: str, seed: int, *, rate: float | None = N
         "ttft_p99": s["ttft_p99"], "tbt_mean": s["tbt_mean"], "tbt_p99": s["tbt_p99"],
         "router_wait_mean": s["router_wait_mean"], "preemptions": s["preemptions"],
         "simulated_seconds": s["simulated_seconds"], "wall_seconds": wall,
+        "heartbeat_delay_s": heartbeat_delay_s, "completion_delay_s": completion_delay_s,
         "policy_version": getattr(policy, "version", 0), "predictor": predictor.name,
         "config": {"scenario": sc.as_dict(), "sim": _as_jsonable(cfg), "policy_options": policy_options or {},
                    "heartbeat_delay_s": heartbeat_delay_s, "completion_delay_s": completion_delay_s},
@@ -140,58 +142,66 @@ def _as_jsonable(obj):
 
 
 def run_grid(scenarios: Iterable[Scenario], policies: list[str], seeds: list[int], rates: list[float | None],
-             *, policy_options: Callable[[str], dict] | None = None, heartbeat_delay_s: float | None = None,
-             completion_delay_s: float | None = None, on_row: Callable[[dict, list], None] | None = None,
-             keep_records: bool = False) -> list[dict]:
-    """Every scenario x rate x seed x policy; a workload is loaded once per
-    (scenario, rate, seed) and shared by all policies (paired comparison)."""
+             *, policy_options: Callable[[str], dict] | None = None,
+             heartbeat_delays: list[float | None] = (None,), completion_delays: list[float | None] = (None,),
+             on_row: Callable[[dict, list], None] | None = None, keep_records: bool = False) -> list[dict]:
+    """Every scenario x rate x seed x view delay x policy; a workload is loaded
+    once per (scenario, rate, seed) and shared by all policies and delays
+    (paired comparison). The delays (heartbeat, completion) are a sweep
+    dimension so the cost of a stale view is one command."""
     rows = []
     for sc in scenarios:
         for rate in rates:
             for seed in seeds:
                 reqs = load_requests(sc, seed, rate)
-                for pol in policies:
-                    row, recs = run_one(sc, pol, seed, rate=rate, requests=reqs, keep_records=keep_records,
-                                        policy_options=policy_options(pol) if policy_options else None,
-                                        heartbeat_delay_s=heartbeat_delay_s,
-                                        completion_delay_s=completion_delay_s)
-                    rows.append(row)
-                    if on_row:
-                        on_row(row, recs)
+                for hb in heartbeat_delays:
+                    for cd in completion_delays:
+                        for pol in policies:
+                            row, recs = run_one(sc, pol, seed, rate=rate, requests=reqs, keep_records=keep_records,
+                                                policy_options=policy_options(pol) if policy_options else None,
+                                                heartbeat_delay_s=hb, completion_delay_s=cd)
+                            rows.append(row)
+                            if on_row:
+                                on_row(row, recs)
     return rows
 
 
 def aggregate(rows: list[dict]) -> list[dict]:
-    """Group repeats (same scenario/policy/rate/instances/profile, different
-    seeds): mean and 95% CI of every metric, and improvement of mean E2E over
-    round robin on the same workload (in %, positive = better)."""
+    """Group repeats (same scenario/policy/rate/instances/profile/view delays,
+    different seeds): mean and 95% CI of every metric, and improvement of mean
+    E2E over round robin on the same workload and delays (in %, positive =
+    better)."""
     groups: dict[tuple, list[dict]] = {}
     for r in rows:
-        groups.setdefault((r["scenario"], r["workload"], r["instances"], r["profile"], r["rate"], r["policy"]),
-                          []).append(r)
+        groups.setdefault((r["scenario"], r["workload"], r["instances"], r["profile"], r["rate"],
+                           r.get("heartbeat_delay_s"), r.get("completion_delay_s"), r["policy"]), []).append(r)
     out = []
     for key, rs in groups.items():
         a = {"scenario": key[0], "workload": key[1], "instances": key[2], "profile": key[3], "rate": key[4],
-             "policy": key[5], "repeats": len(rs), "seeds": [r["seed"] for r in rs],
+             "heartbeat_delay_s": key[5], "completion_delay_s": key[6],
+             "policy": key[7], "repeats": len(rs), "seeds": [r["seed"] for r in rs],
              "n_requests": rs[0]["n_requests"], "wall_seconds": sum(r["wall_seconds"] for r in rs),
              "simulated_seconds": sum(r["simulated_seconds"] for r in rs)}
         for m in METRICS:
             a[m], a[f"{m}_ci95"] = mean_ci([float(r[m]) for r in rs])
         out.append(a)
-    base = {(a["scenario"], a["workload"], a["instances"], a["profile"], a["rate"]): a
-            for a in out if a["policy"] == "round-robin"}
+    def same_run(a: dict) -> tuple:
+        return (a["scenario"], a["workload"], a["instances"], a["profile"], a["rate"], a["heartbeat_delay_s"],
+                a["completion_delay_s"])
+
+    base = {same_run(a): a for a in out if a["policy"] == "round-robin"}
     for a in out:
-        b = base.get((a["scenario"], a["workload"], a["instances"], a["profile"], a["rate"]))
+        b = base.get(same_run(a))
         a["improvement_vs_rr_pct"] = (100.0 * (b["e2e_mean"] - a["e2e_mean"]) / b["e2e_mean"]
                                       if b and b["e2e_mean"] > 0 else None)
     return out
 
 
 def strongest(agg: list[dict]) -> dict[tuple, dict]:
-    """Per (scenario, rate): the heuristic with the lowest mean E2E."""
+    """Per (scenario, rate, view delays): the heuristic with the lowest mean E2E."""
     best: dict[tuple, dict] = {}
     for a in agg:
-        k = (a["scenario"], a["rate"])
+        k = (a["scenario"], a["rate"], a.get("heartbeat_delay_s"), a.get("completion_delay_s"))
         if k not in best or a["e2e_mean"] < best[k]["e2e_mean"]:
             best[k] = a
     return best

@@ -3,6 +3,7 @@
     phaser bench --scenario paper-v100 --policies all --repeat 5
     phaser bench --workload my.csv --instances 4 --profile a100-llama3-8b --rate 10,20,40 --plot out/
     phaser bench --scenario paper-v100 --policies all --capacity
+    phaser bench --scenario azure-code --policies round-robin,workload-aware --completion-delay 0,0.5,2
     phaser bench router-latency
 """
 
@@ -29,6 +30,19 @@ def _rates(spec: str | None) -> list[float | None]:
     return rates
 
 
+def _delays(spec: str | None, flag: str) -> list[float | None]:
+    """'0,0.1,0.5,2' -> [0.0, 0.1, 0.5, 2.0] (a sweep); None -> [None] (the simulator's default)."""
+    if spec is None or not spec.strip():
+        return [None]
+    try:
+        vals = [float(x) for x in spec.split(",") if x.strip()]
+    except ValueError:
+        raise PhaserError(f"bad {flag} {spec!r}: use seconds, e.g. 0.5 or 0,0.1,0.5,2") from None
+    if not vals or min(vals) < 0:
+        raise PhaserError(f"bad {flag} {spec!r}: delays must be >= 0 s")
+    return list(dict.fromkeys(vals))
+
+
 def _kv_options(items: list[str]) -> dict:
     out: dict = {}
     for it in items:
@@ -46,6 +60,9 @@ def _records_path(base: Path, row: dict, many: bool) -> Path:
     if not many:
         return base
     tag = f"{row['scenario'].replace(':', '_').replace('/', '_')}.{row['policy']}.r{row['rate']}.s{row['seed']}"
+    for key, short in (("heartbeat_delay_s", "hb"), ("completion_delay_s", "cd")):
+        if row.get(key) is not None:
+            tag += f".{short}{row[key]:g}"
     return base.with_name(f"{base.stem}.{tag}{base.suffix}")
 
 
@@ -81,11 +98,12 @@ def register(app: typer.Typer) -> None:
                                                        "for each variant in phaser/checkpoints/, any instance count)."),
         policy_opt: list[str] = typer.Option([], "--policy-opt", help="KEY=VALUE option passed to every policy "
                                              "(e.g. alpha=0.5 for workload-aware); repeatable."),
-        heartbeat_delay: Optional[float] = typer.Option(None, "--heartbeat-delay", envvar="PHASER_HEARTBEAT_DELAY",
-                                                        help="Delay (s) of heartbeats reaching the router view."),
-        completion_delay: Optional[float] = typer.Option(None, "--completion-delay",
-                                                         envvar="PHASER_COMPLETION_DELAY",
-                                                         help="Delay (s) of completions reaching the router view."),
+        heartbeat_delay: Optional[str] = typer.Option(None, "--heartbeat-delay", envvar="PHASER_HEARTBEAT_DELAY",
+                                                      help="Delay (s) of heartbeats reaching the router view; "
+                                                           "comma-separated values sweep it (stale-view cost)."),
+        completion_delay: Optional[str] = typer.Option(None, "--completion-delay", envvar="PHASER_COMPLETION_DELAY",
+                                                       help="Delay (s) of completions reaching the router view; "
+                                                            "comma-separated values sweep it."),
         json_path: Optional[Path] = typer.Option(None, "--json", help="Write one JSON row per run to PATH."),
         plot_dir: Optional[Path] = typer.Option(None, "--plot", help="Write latency-vs-load PNGs to DIR (one per "
                                                 "scenario, a line per policy, the SLOs dashed)."),
@@ -136,16 +154,20 @@ def register(app: typer.Typer) -> None:
             return o
 
         rates = _rates(rate)
+        hb_delays = _delays(heartbeat_delay, "--heartbeat-delay")
+        cd_delays = _delays(completion_delay, "--completion-delay")
         seeds = list(range(seed, seed + repeat))
         console = Console(stderr=True)
         out = Console(width=max(200, Console().width))
         if capacity:
+            if len(hb_delays) > 1 or len(cd_delays) > 1:
+                raise PhaserError("--capacity takes one --heartbeat-delay / --completion-delay value, not a sweep")
             _capacity(scs, pols, seeds[0], rates, options_for, slo_ttft_p99, slo_tbt_p99, json_path, out, console,
-                      capacity_horizon, heartbeat_delay, completion_delay)
+                      capacity_horizon, hb_delays[0], cd_delays[0])
             return
         from rich.progress import Progress
 
-        total = len(scs) * len(rates) * len(seeds) * len(pols)
+        total = len(scs) * len(rates) * len(seeds) * len(pols) * len(hb_delays) * len(cd_delays)
         many = total > 1
         with Progress(console=console, transient=True) as prog:
             task = prog.add_task("simulating", total=total)
@@ -158,14 +180,16 @@ def register(app: typer.Typer) -> None:
                 prog.update(task, advance=1, description=f"{row['scenario']} {row['policy']} seed {row['seed']}")
 
             rows = runner.run_grid(scs, pols, seeds, rates, policy_options=options_for,
-                                   heartbeat_delay_s=heartbeat_delay, completion_delay_s=completion_delay,
+                                   heartbeat_delays=hb_delays, completion_delays=cd_delays,
                                    on_row=on_row, keep_records=records is not None)
         agg = runner.aggregate(rows)
         out.print(bench_table(agg))
-        for (scn, r), a in sorted(runner.strongest([a for a in agg if not runner.is_learned(a["policy"])]).items(),
-                                  key=lambda kv: (kv[0][0], kv[0][1] or 0)):
+        for (scn, r, hb, cd), a in sorted(runner.strongest([a for a in agg if not runner.is_learned(a["policy"])]).items(),
+                                          key=lambda kv: (kv[0][0], kv[0][1] or 0, kv[0][2] or 0, kv[0][3] or 0)):
             imp = a.get("improvement_vs_rr_pct")
-            out.print(f"strongest heuristic on {scn}" + (f" @ {r:.1f} req/s" if r else "") + f": {a['policy']}"
+            stale = "".join(f", {what} delay {d:g} s" for what, d in (("heartbeat", hb), ("completion", cd))
+                            if d is not None)
+            out.print(f"strongest heuristic on {scn}" + (f" @ {r:.1f} req/s" if r else "") + stale + f": {a['policy']}"
                       + (f" ({imp:+.2f}% mean E2E vs round-robin)" if imp is not None else ""))
         wall = sum(r["wall_seconds"] for r in rows)
         sim_s = sum(r["simulated_seconds"] for r in rows)

@@ -75,3 +75,28 @@ def test_plot_keeps_scenarios_sharing_a_workload_apart(tmp_path):
     paths = latency_vs_load(rows, tmp_path, slo_ttft_p99=2.0, slo_tbt_p99=0.2)
     assert sorted(p.name for p in paths) == ["latency_vs_load_custom_paper_mix_x.png", "latency_vs_load_paper-a100.png"]
     assert all(p.stat().st_size > 0 for p in paths)
+
+
+def test_cli_stale_view_sweep_rows_and_baseline_per_delay(tmp_path, capsys):
+    from phaser.bench.runner import aggregate
+
+    out = tmp_path / "rows.json"
+    rc = main(["bench", "--workload", "paper-mix", "--instances", "2", "--profile", "a100-llama3-8b",
+               "--requests", "80", "--rate", "10", "--policies", "round-robin,least-requests",
+               "--heartbeat-delay", "0,2", "--completion-delay", "0,3", "--json", str(out)])
+    assert rc == 0
+    rows = json.loads(out.read_text())
+    assert len(rows) == 8
+    assert {(r["heartbeat_delay_s"], r["completion_delay_s"]) for r in rows} == {(0, 0), (0, 3), (2, 0), (2, 3)}
+    assert all(r["config"]["sim"]["completion_delay_s"] == r["completion_delay_s"] for r in rows)
+    agg = aggregate(rows)
+    assert len(agg) == 8  # delays are not pooled as repeats
+    rr = [a for a in agg if a["policy"] == "round-robin"]
+    assert all(a["improvement_vs_rr_pct"] == 0.0 for a in rr)  # each delay has its own baseline
+    # round robin never reads the view: delays cannot change it; least-requests does read completions
+    assert len({a["e2e_mean"] for a in rr}) == 1
+    lr = {(a["heartbeat_delay_s"], a["completion_delay_s"]): a["e2e_mean"] for a in agg if a["policy"] == "least-requests"}
+    assert lr[(0, 3)] != lr[(0, 0)]
+    text = capsys.readouterr().out
+    assert "heartbeat delay 2 s, completion delay 3 s: " in text
+    assert main(["bench", "--scenario", "paper-v100", "--capacity", "--heartbeat-delay", "0,1"]) == 2
