@@ -4,6 +4,7 @@
     phaser predictor eval models/len.json --workload paper-mix -n 2000 --seed 1
     phaser predictor fit --workload azure-conv -n 10000 --out conv.json
     phaser predictor eval conv.json --workload azure-conv -n 9366 --skip 10000
+    phaser predictor eval conv.json      # the fitted workload, held out (here: skip the 10,000 fitted)
 
 All modelling is ``phaser.predictor`` (``LengthPredictor.fit``/``save``/``load``
 and ``evaluate``); this module only loads workloads and prints.
@@ -13,8 +14,10 @@ Decisions where the issue is silent:
 * Held-out by default: ``fit`` uses seed 0, ``eval`` seed 1, so on a synthetic
   workload eval draws fresh requests. A trace replay has no randomness (seeds
   do not change it), so hold out with ``--skip`` (eval the requests after the
-  ones fitted on). ``eval`` says so when the evaluated slice overlaps the
-  fitted one (provenance is in the file's ``meta``).
+  ones fitted on); without ``--workload``/``--skip``, eval uses the fitted
+  workload and, for a replay, skips the fitted requests. ``eval`` says so
+  when the evaluated slice overlaps the fitted one (provenance is in the
+  file's ``meta``).
 * The baseline is the global-mean predictor *of the same training data* (the
   file's own mean), evaluated by the same ``evaluate`` function, so both rows
   of the table are computed identically.
@@ -45,14 +48,18 @@ def _requests(workload: str, n: int, seed: int, skip: int) -> list:
     return reqs
 
 
-def _overlaps(meta: dict, workload: str, n: int, seed: int, skip: int) -> bool:
-    """Does the evaluated slice contain requests the model was fitted on?"""
+def _is_replay(workload: str) -> bool:
+    """A trace replay (built-in trace or a file): seeds do not change it."""
     from load_generator.registry import TRACE_FILES
 
+    return workload in TRACE_FILES or bool(Path(workload.partition("?")[0]).suffix)
+
+
+def _overlaps(meta: dict, workload: str, n: int, seed: int, skip: int) -> bool:
+    """Does the evaluated slice contain requests the model was fitted on?"""
     if meta.get("workload") != workload:
         return False
-    replay = workload in TRACE_FILES or bool(Path(workload).suffix)  # seeds do not change a replay
-    if meta.get("seed") != seed and not replay:
+    if meta.get("seed") != seed and not _is_replay(workload):
         return False
     a0, a1 = int(meta.get("skip", 0)), int(meta.get("skip", 0)) + int(meta.get("n", 0))
     return skip < a1 and a0 < skip + n
@@ -91,13 +98,15 @@ def register(app: typer.Typer) -> None:
     @pred_app.command("eval")
     def eval_(
         path: Path = typer.Argument(..., help="Predictor file written by 'phaser predictor fit'."),
-        workload: str = typer.Option(..., "--workload", "-w", envvar="PHASER_PREDICTOR_WORKLOAD",
-                                     help="Workload name or file to evaluate on."),
+        workload: Optional[str] = typer.Option(None, "--workload", "-w", envvar="PHASER_PREDICTOR_WORKLOAD",
+                                               help="Workload name or file to evaluate on (default: the one the "
+                                                    "predictor was fitted on, held out)."),
         n: int = typer.Option(2000, "-n", "--requests", envvar="PHASER_PREDICTOR_REQUESTS",
                               help="Number of requests to evaluate on."),
         seed: int = typer.Option(1, "--seed", envvar="PHASER_SEED",
                                  help="Seed of a synthetic workload (fit's default is 0, so 1 is held out)."),
-        skip: int = typer.Option(0, "--skip", help="Skip the first K requests (hold out a trace replay's head)."),
+        skip: Optional[int] = typer.Option(None, "--skip", help="Skip the first K requests (default 0; for the "
+                                           "trace replay the predictor was fitted on: the fitted requests)."),
         json_path: Optional[Path] = typer.Option(None, "--json", help="Also write the report as JSON to PATH."),
     ) -> None:
         """Accuracy per decode bucket and MAE, against the global-mean predictor."""
@@ -107,6 +116,14 @@ def register(app: typer.Typer) -> None:
         from phaser.predictor import LengthPredictor, MeanPredictor, evaluate
 
         p = LengthPredictor.load(path)
+        if workload is None:
+            workload = p.meta.get("workload")
+            if not workload:
+                raise PhaserError(f"{path} does not record its training workload: give --workload")
+        if skip is None:
+            skip = 0
+            if _is_replay(workload) and p.meta.get("workload") == workload:  # hold out what fit saw
+                skip = int(p.meta.get("skip", 0)) + int(p.meta.get("n", 0))
         reqs = _requests(workload, n, seed, skip)
         rep = evaluate(p, reqs)
         base = evaluate(MeanPredictor(p.global_mean), reqs)

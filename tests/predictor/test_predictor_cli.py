@@ -27,7 +27,7 @@ def test_trace_replay_is_held_out_with_skip_and_overlap_is_flagged(tmp_path, cap
     model = tmp_path / "conv.json"
     assert main(["predictor", "fit", "-w", "azure-conv", "-n", "2000", "-o", str(model)]) == 0
     capsys.readouterr()
-    assert main(["predictor", "eval", str(model), "-w", "azure-conv", "-n", "500"]) == 0
+    assert main(["predictor", "eval", str(model), "-w", "azure-conv", "-n", "500", "--skip", "0"]) == 0
     assert "in-sample" in capsys.readouterr().out  # a replay ignores the seed: same requests
     rep_path = tmp_path / "rep.json"
     assert main(["predictor", "eval", str(model), "-w", "azure-conv", "-n", "500", "--skip", "2000",
@@ -35,6 +35,11 @@ def test_trace_replay_is_held_out_with_skip_and_overlap_is_flagged(tmp_path, cap
     assert "in-sample" not in capsys.readouterr().out
     rep = json.loads(rep_path.read_text())
     assert rep["predictor"]["mae"] < rep["global_mean"]["mae"]  # prompt length alone beats the mean
+    # defaults: the fitted workload, its fitted requests skipped
+    assert main(["predictor", "eval", str(model), "-n", "500", "--json", str(rep_path)]) == 0
+    assert "in-sample" not in capsys.readouterr().out
+    again = json.loads(rep_path.read_text())
+    assert (again["workload"], again["skip"]) == ("azure-conv", 2000) and again["predictor"] == rep["predictor"]
 
 
 def test_user_errors_are_one_line(tmp_path, capsys):
