@@ -86,6 +86,13 @@ def sim_config(sc: Scenario, heartbeat_delay_s: float | None = None, completion_
     return cfg
 
 
+def mean_rate(reqs: list) -> float | None:
+    """Mean arrival rate (req/s) of a workload; None for fewer than 2 requests."""
+    if len(reqs) < 2:
+        return None
+    return (len(reqs) - 1) / max(1e-9, reqs[-1].arrival_s - reqs[0].arrival_s)
+
+
 def _pct(a: np.ndarray, q: float) -> float:
     return float(np.percentile(a, q)) if a.size else float("nan")
 
@@ -110,8 +117,8 @@ def run_one(sc: Scenario, policy_name: str, seed: int, *, rate: float | None = N
     s = dict(res.summary)
     ttft = np.fromiter((r.ttft_s for r in res.records), dtype=np.float64)
     eff_rate = rate if rate is not None else sc.rate
-    if eff_rate is None and len(reqs) > 1:
-        eff_rate = (len(reqs) - 1) / max(1e-9, reqs[-1].arrival_s - reqs[0].arrival_s)
+    if eff_rate is None:
+        eff_rate = mean_rate(reqs)
     row = {
         "scenario": sc.name, "policy": policy_name, "workload": sc.workload, "instances": sc.instances,
         "profile": sc.profile, "seed": seed, "n_requests": int(s.get("n_requests", len(res.records))),

@@ -261,7 +261,8 @@ def _capacity(scs, pols, seed, rates, options_for, slo_ttft, slo_tbt, json_path,
         t.add_column(c)
     rows = []
     for sc in scs:
-        start = rates[0] or sc.rate or 10.0
+        # start at the given rate, else the scenario's, else the trace's own mean rate
+        start = rates[0] or sc.rate or runner.mean_rate(runner.load_requests(sc, seed)) or 1.0
         # synthetic scenarios: a fixed horizon of arrivals per probe (see phaser.bench.capacity)
         horizon = horizon_s or (sc.n_requests / sc.rate if sc.rate and sc.n_requests else None)
         for pol in pols:
