@@ -5,7 +5,9 @@ root whose latest version is used — ``phaser train --out DIR`` writes one).
 Without it, ``rl-baseline`` / ``rl-aware`` / ``rl-guided`` load the default
 checkpoint shipped in ``phaser/checkpoints/<variant>/`` (its README has the
 command that produced it); ``rl`` serves any variant and needs a checkpoint
-(it falls back to the shipped ``rl-guided``).
+(it falls back to the shipped ``rl-guided``). The shipped checkpoints are
+per-instance ``shared`` networks (``phaser.rl.network``), so they serve any
+instance count — every built-in scenario — without ``--checkpoint``.
 
 A named variant refuses a checkpoint of another variant (asking for
 ``rl-aware`` and silently getting ``rl-guided`` would make a benchmark lie).
