@@ -98,7 +98,11 @@ def latency_vs_load(rows: list[dict], out_dir: str | Path, *, slo_ttft_p99: floa
         handles, labels = axes[0].get_legend_handles_labels()
         fig.legend(handles, labels, loc="lower center", ncol=min(len(labels), 5), fontsize=9, frameon=False)
         ci = f", mean ± 95% CI of {repeats} seeds" if repeats > 1 else ""
-        fig.suptitle(f"{scn}: {any_row['workload']} on {any_row['instances']} × {any_row['profile']}{ci}")
+        stale = ", ".join(f"{what} delay {any_row[k]:g} s" for k, what in
+                          (("heartbeat_delay_s", "heartbeat"), ("completion_delay_s", "completion"))
+                          if any_row.get(k) is not None)
+        fig.suptitle(f"{any_row['scenario']}{f' ({stale})' if stale else ''}: {any_row['workload']} on "
+                     f"{any_row['instances']} × {any_row['profile']}{ci}")
         fig.tight_layout(rect=(0, 0.08, 1, 1))
         path = out / _file_name(scn)
         fig.savefig(path, dpi=110)
