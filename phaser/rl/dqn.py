@@ -25,6 +25,11 @@
    (~0.3) and even pure guidance (λ = 0) chose like random (25% agreement with
    the heuristic over 4 instances); at 10 the guided greedy policy matches
    round robin. Both are config fields (``phaser train --set allow_wait=true``).
+   Off by default, used by the shipped rl-guided: ``warm_start`` (a heuristic
+   to imitate first, ``phaser.rl.imitation`` — DQfD pre-training; its
+   ``demo_episodes``, ``pretrain_updates``, ``pretrain_learning_rate``,
+   ``margin``, ``margin_weight``, ``finetune_margin``) and ``lam_max`` (a cap
+   on HuRL's λ, so some heuristic weight stays in the target).
 2. ``hurl_target``: the bootstrap target. Double DQN (van Hasselt et al. 2016)
    picks a' with the online net and values it with the target net; HuRL
    (``phaser.rl.hurl``) blends a heuristic h(s') in with weight 1 − λ. With

@@ -35,6 +35,15 @@ Method — Deep Q-learning from Demonstrations (Hester et al., AAAI 2018,
    simplification, ¼ ≈ the demonstration share of DQfD's Atari buffer early
    in its fine-tuning).
 
+Measured on paper-v100 (``phaser/checkpoints/README.md``): 16 demonstration
+episodes and 5,000 updates reach 72 % agreement with workload-aware (the
+shared network sees the router's features, not every input of the
+heuristic's penalty); the warm start's held-out mean E2E was 7.140 s vs the
+heuristic's 7.118 s and round robin's 7.250 s. Without the margin in
+fine-tuning, TD updates pulled it to 7.16–7.18 s within a few episodes; with
+it, fine-tuning stayed within 7.116–7.148 s (best 7.1165 s): a tie with the
+heuristic, not a win.
+
 WAIT: when the config masks it (``allow_wait = False``, the default) the
 margin loss is taken over the instance actions only, as the policy never
 considers WAIT.
