@@ -54,3 +54,20 @@ def test_demonstrations_are_the_heuristics_choices_and_pretraining_learns_them()
     print(f"agreement with workload-aware: untrained {before:.2f}, pre-trained {after:.2f}")
     assert after > before + 0.15 and after > 0.5
     assert np.isfinite(fit["td_loss"]) and 0.0 <= fit["agreement"] <= 1.0
+
+
+def test_warm_started_training_run_keeps_the_warm_start_as_a_candidate(tmp_path):
+    from phaser.rl.checkpoint import load_checkpoint
+    from phaser.rl.training import train_scenario
+
+    cfg = DQNConfig(arch="shared", hidden=(16, 16), batch_size=64, learning_starts=64, train_every=2, n_envs=1,
+                    warm_start="workload-aware", demo_episodes=2, pretrain_updates=100, eps_start=0.05, lam_max=0.9)
+    rep = train_scenario(TINY, cfg, episodes=2, seed=0, out=tmp_path / "ck", eval_every=1, eval_seeds=1,
+                         baselines=["round-robin"])
+    warm = rep.rows[0]
+    assert warm["episode"] == -1 and warm["eval_e2e_mean"] == rep.extras["warm_start_eval_e2e_mean"]
+    assert rep.best_eval_e2e == min(r["eval_e2e_mean"] for r in rep.rows)
+    assert rep.extras["demo_transitions"] == 2 * TINY.n_requests
+    stats = load_checkpoint(rep.checkpoint).metadata["stats"]
+    assert stats["warm_start"] == "workload-aware" and stats["demo_seeds"] == [20_000, 20_001]
+    assert (tmp_path / "ck" / "curves.png").stat().st_size > 1000
