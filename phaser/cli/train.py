@@ -53,6 +53,9 @@ def register(app: typer.Typer) -> None:
         arch: str = typer.Option("mlp", "--arch",
                                  help="mlp (paper's fixed-size net, tied to the instance count) or shared "
                                       "(per-instance scoring net, any instance count)."),
+        rate: float = typer.Option(None, "--rate", min=0.001, envvar="PHASER_TRAIN_RATE",
+                                   help="Request rate in req/s (default: the scenario's), e.g. to train "
+                                        "where routing matters more."),
         requests: int = typer.Option(None, "--requests", "-n", min=10,
                                      help="Requests per episode (default: the scenario's)."),
         eval_every: int = typer.Option(5, "--eval-every", min=1, help="Evaluate every K episodes."),
@@ -72,6 +75,10 @@ def register(app: typer.Typer) -> None:
         if variant not in VARIANTS:
             raise PhaserError(f"unknown variant {variant!r}; known: {', '.join(VARIANTS)}")
         sc = get_scenario(scenario)
+        if rate is not None:
+            import dataclasses
+
+            sc = dataclasses.replace(sc, rate=float(rate))
         if sc.n_requests is None and requests is None:
             raise PhaserError(f"scenario {scenario} replays a whole trace; give --requests N for training episodes")
         try:

@@ -33,3 +33,10 @@ def test_minimal_run_writes_checkpoint_and_curves_reproducibly(tmp_path):
     assert main(ARGS + ["--out", str(tmp_path / "again")]) == 0
     again = load_checkpoint(tmp_path / "again")
     assert all(again.params[k].tobytes() == ck.params[k].tobytes() for k in ck.params)
+
+
+def test_rate_override_is_the_training_scenarios_rate(tmp_path):
+    out = tmp_path / "hi"
+    assert main(ARGS + ["--rate", "30", "--episodes", "1", "--eval-every", "1", "--out", str(out)]) == 0
+    meta = load_checkpoint(out).metadata
+    assert meta["scenario"]["rate"] == 30.0 and meta["scenario"]["name"] == "paper-v100"
