@@ -25,6 +25,17 @@ async def test_500_requests_in_500_completions_out(bare_broker, stack_runner):
     assert run.router.routed == 500 and run.worker.completed == 500
 
 
+async def test_least_tokens_in_the_live_stack_completes_every_request(bare_broker, stack_runner):
+    """Issue 5: a heuristic that reads the view (prompt + predicted decode tokens
+    left) serves the live stack, and every request completes once."""
+    reqs = load_workload("paper-mix", n=200, seed=11)
+    run = await stack_runner(bare_broker.bootstrap, reqs, instances=4, profile="v100-llama2-7b", time_scale=100.0,
+                             policy="least-tokens")
+    assert sorted(run.completions) == sorted(r.id for r in reqs)
+    assert run.duplicates == 0 and run.router.routed == 200
+    assert all(c.policy == "least-tokens" and 0 <= c.instance < 4 for c in run.completions.values())
+
+
 async def test_malformed_requests_are_dead_lettered_and_valid_ones_served_once(bare_broker, stack_runner):
     bad = {
         b"{not json at all": "not JSON",
