@@ -58,6 +58,7 @@ from collections import OrderedDict
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Sequence
 
+from phaser.engine.kv_cache import leading_run
 from phaser.types import N_BUCKETS
 
 if TYPE_CHECKING:  # pragma: no cover
@@ -198,13 +199,7 @@ class InstanceView:
     def prefix_hits(self, prefix_ids: Sequence[int]) -> int:
         """Length of the leading run of ``prefix_ids`` already routed here (and
         not yet evicted from the LRU): the cached prefix blocks a request would reuse."""
-        n = 0
-        cache = self._prefix
-        for pid in prefix_ids:
-            if pid not in cache:
-                break
-            n += 1
-        return n
+        return leading_run(prefix_ids, self._prefix)
 
     # ---------------------------------------------------------------- updates
     def _recompute_rate(self) -> None:

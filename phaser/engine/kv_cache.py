@@ -33,6 +33,18 @@ PREFIX_BLOCK_TOKENS = 512
 WATERMARK = 0.01
 
 
+
+def leading_run(prefix_ids, cached) -> int:
+    """Length of the leading run of ``prefix_ids`` found in ``cached`` (any
+    container): a prefix is only reusable up to its first missing block. Shared
+    by the engine's cache and the router's view of what each instance holds."""
+    n = 0
+    for pid in prefix_ids:
+        if pid not in cached:
+            break
+        n += 1
+    return n
+
 class KVCache:
     __slots__ = ("total", "used", "block_tokens", "watermark_blocks", "blocks_per_prefix", "_lru", "cached_blocks")
 
@@ -72,13 +84,7 @@ class KVCache:
     # -- prefix cache ---------------------------------------------------------
     def prefix_hits(self, prefix_ids) -> int:
         """How many leading ids of ``prefix_ids`` are cached (no LRU touch)."""
-        n = 0
-        lru = self._lru
-        for pid in prefix_ids:
-            if pid not in lru:
-                break
-            n += 1
-        return n
+        return leading_run(prefix_ids, self._lru)
 
     def touch(self, prefix_ids, n: int) -> None:
         for pid in prefix_ids[:n]:
