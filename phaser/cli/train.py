@@ -58,6 +58,10 @@ def register(app: typer.Typer) -> None:
                                         "where routing matters more."),
         requests: int = typer.Option(None, "--requests", "-n", min=10,
                                      help="Requests per episode (default: the scenario's)."),
+        window_s: float = typer.Option(None, "--window-s", min=1.0, envvar="PHASER_TRAIN_WINDOW_S",
+                                       help="For a replayed trace (azure-conv, azure-code): episodes are windows "
+                                            "of this many seconds, dealt into training / selection / test sets "
+                                            "(phaser.rl.windows; default 180). Ignored with --requests."),
         eval_every: int = typer.Option(5, "--eval-every", min=1, help="Evaluate every K episodes."),
         eval_seeds: int = typer.Option(3, "--eval-seeds", min=1, help="Held-out workload seeds per evaluation."),
         baselines: str = typer.Option(None, "--baselines",
@@ -79,8 +83,15 @@ def register(app: typer.Typer) -> None:
             import dataclasses
 
             sc = dataclasses.replace(sc, rate=float(rate))
+        windows = None
         if sc.n_requests is None and requests is None:
-            raise PhaserError(f"scenario {scenario} replays a whole trace; give --requests N for training episodes")
+            # a replayed trace has one draw: episodes are its disjoint windows (phaser.rl.windows)
+            from phaser.rl.windows import WINDOW_S, TraceWindows
+
+            windows = TraceWindows(sc.workload, window_s or WINDOW_S, sc.rate)
+            counts = windows.counts()
+            if eval_seeds > counts["select"]:
+                eval_seeds = counts["select"]
         try:
             cfg = DQNConfig(**dict(parse_sets(sets), variant=variant, arch=arch))
         except ValueError as e:
@@ -104,7 +115,8 @@ def register(app: typer.Typer) -> None:
                 bar.update(task, advance=1, status=st)
 
             rep = train_scenario(sc, cfg, episodes, seed, out, eval_every=eval_every, eval_seeds=eval_seeds,
-                                 n_requests=requests, baselines=names, on_progress=progress)
+                                 n_requests=requests, baselines=names, windows=windows,
+                                 on_progress=progress)
         rr = rep.baselines.get("round-robin")
         bh = rep.baselines.get(rep.best_heuristic)
         console.print(f"checkpoint: {rep.checkpoint}")
@@ -112,3 +124,14 @@ def register(app: typer.Typer) -> None:
                       f"round-robin {rr:.4f}s ({100 * (rr - rep.best_eval_e2e) / rr:+.2f}%), "
                       f"{rep.best_heuristic} {bh:.4f}s ({100 * (bh - rep.best_eval_e2e) / bh:+.2f}%) "
                       f"on held-out seeds; {rep.wall_s:.0f}s wall")
+        test = rep.extras.get("test_e2e_per_window")
+        if test:
+            from phaser.rl.windows import paired_gain
+
+            mine = test[variant]
+            console.print(f"test windows ({len(mine)}, never used for selection): {variant} mean E2E "
+                          f"{sum(mine) / len(mine):.4f}s")
+            for name, ref in sorted(test.items()):
+                if name != variant:
+                    g, hw = paired_gain(mine, ref)
+                    console.print(f"  vs {name}: {sum(ref) / len(ref):.4f}s, paired gain {g:+.2f}% ± {hw:.2f}% (95% CI)")

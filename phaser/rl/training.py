@@ -40,12 +40,12 @@ from phaser.rl.dqn import DQNConfig, train
 from phaser.rl.env import RouterEnv
 from phaser.rl.features import FeatureSpec
 from phaser.rl.policy import RLPolicy
+from phaser.rl.windows import EVAL_SEED_BASE, TraceWindows
 
 TRAIN_SEED_BASE = 10_000
 #: Demonstration episodes of the imitation warm start: seed DEMO_SEED_BASE + 1000·S + i
 #: (disjoint from training, evaluation and benchmark seeds).
 DEMO_SEED_BASE = 20_000
-EVAL_SEED_BASE = 100
 #: Heuristics that are never "the best heuristic" candidates: random is a
 #: floor, prefix-aware equals least-loaded without prefix ids (paper-mix has none).
 NOT_CANDIDATES = ("random",)
@@ -53,13 +53,18 @@ NOT_CANDIDATES = ("random",)
 
 # --- the scenario as simulator runs (the bench's own workload and cluster set-up) ---
 
-def scenario_requests(sc: Scenario, seed: int, n_requests: int | None = None) -> list:
+def scenario_requests(sc: Scenario, seed: int, n_requests: int | None = None,
+                      windows: TraceWindows | None = None) -> list:
+    """The workload draw of ``seed``; with ``windows`` (a replayed trace) the window it maps to."""
     from load_generator import load_workload
 
+    if windows is not None:
+        return windows.requests(seed)
     return list(load_workload(sc.workload, n=n_requests or sc.n_requests, rate=sc.rate, seed=seed))
 
 
-def make_sim_factory(sc: Scenario, n_requests: int | None = None) -> Callable[[int], object]:
+def make_sim_factory(sc: Scenario, n_requests: int | None = None,
+                     windows: TraceWindows | None = None) -> Callable[[int], object]:
     """seed → a fresh steppable ``ClusterSim`` on that seed's workload draw."""
     from phaser.bench.runner import sim_config
     from phaser.predictor import CrossFitted
@@ -68,14 +73,14 @@ def make_sim_factory(sc: Scenario, n_requests: int | None = None) -> Callable[[i
     cfg = sim_config(sc)
 
     def make(seed: int):
-        reqs = scenario_requests(sc, seed, n_requests)
+        reqs = scenario_requests(sc, seed, n_requests, windows)
         return ClusterSim(reqs, cfg, predictor=CrossFitted(reqs), seed=seed)
 
     return make
 
 
 def evaluate(sc: Scenario, policy_factory: Callable[[int], object], seeds: list[int],
-             n_requests: int | None = None) -> list[float]:
+             n_requests: int | None = None, windows: TraceWindows | None = None) -> list[float]:
     """Mean E2E of ``policy_factory(seed)`` on each workload seed."""
     from phaser.bench.runner import sim_config
     from phaser.predictor import CrossFitted
@@ -84,21 +89,27 @@ def evaluate(sc: Scenario, policy_factory: Callable[[int], object], seeds: list[
     cfg = sim_config(sc)
     out = []
     for s in seeds:
-        reqs = scenario_requests(sc, s, n_requests)
+        reqs = scenario_requests(sc, s, n_requests, windows)
         res = simulate(reqs, policy_factory(s), cfg, predictor=CrossFitted(reqs), seed=s)
         out.append(float(res.summary["e2e_mean"]))
     return out
 
 
-def heuristic_baselines(sc: Scenario, seeds: list[int], n_requests: int | None = None,
-                        names: list[str] | None = None) -> dict[str, float]:
-    """Mean E2E over ``seeds`` of round-robin and every heuristic candidate."""
+def heuristic_per_seed(sc: Scenario, seeds: list[int], n_requests: int | None = None,
+                       names: list[str] | None = None, windows: TraceWindows | None = None) -> dict[str, list[float]]:
+    """Mean E2E on each of ``seeds`` of round-robin and every heuristic candidate."""
     from phaser.policies import available, make_policy
 
     if names is None:
         names = [p for p in available() if not p.startswith("rl") and p not in NOT_CANDIDATES]
-    return {name: float(np.mean(evaluate(sc, lambda s, nm=name: make_policy(nm, sc.instances, s), seeds, n_requests)))
+    return {name: evaluate(sc, lambda s, nm=name: make_policy(nm, sc.instances, s), seeds, n_requests, windows)
             for name in names}
+
+
+def heuristic_baselines(sc: Scenario, seeds: list[int], n_requests: int | None = None,
+                        names: list[str] | None = None, windows: TraceWindows | None = None) -> dict[str, float]:
+    """Mean E2E over ``seeds`` of round-robin and every heuristic candidate."""
+    return {k: float(np.mean(v)) for k, v in heuristic_per_seed(sc, seeds, n_requests, names, windows).items()}
 
 
 # --- training -------------------------------------------------------------------
@@ -121,14 +132,16 @@ CURVE_FIELDS = ["episode", "seed", "return", "steps", "epsilon", "lam", "train_e
 
 def train_scenario(sc: Scenario, cfg: DQNConfig, episodes: int, seed: int, out: str | Path, *,
                    eval_every: int = 5, eval_seeds: int = 3, n_requests: int | None = None,
-                   baselines: list[str] | None = None,
+                   baselines: list[str] | None = None, windows: TraceWindows | None = None,
                    on_progress: Callable[[dict], None] | None = None) -> TrainReport:
     out = Path(out)
     t_start = time.perf_counter()
     n = sc.instances
     spec = FeatureSpec(n)
     ev_seeds = [EVAL_SEED_BASE + i for i in range(eval_seeds)]
-    base = heuristic_baselines(sc, ev_seeds, n_requests, baselines)
+    if windows is not None:  # every selection window (the set is small and fixed)
+        ev_seeds = windows.seeds("select")
+    base = heuristic_baselines(sc, ev_seeds, n_requests, baselines, windows)
     rr = base.get("round-robin", math.nan)
     best_h = min((k for k in base if k != "round-robin"), key=base.get, default="round-robin")
 
@@ -147,7 +160,7 @@ def train_scenario(sc: Scenario, cfg: DQNConfig, episodes: int, seed: int, out: 
                "eval_e2e_mean": None, "eval_round_robin": rr, "eval_best_heuristic": base.get(best_h)}
         done = sum(1 for r in rows if r["episode"] >= 0) + 1
         if done % eval_every == 0 or done == episodes:
-            e2e = float(np.mean(evaluate(sc, rl_policy(params), ev_seeds, n_requests)))
+            e2e = float(np.mean(evaluate(sc, rl_policy(params), ev_seeds, n_requests, windows)))
             row["eval_e2e_mean"] = e2e
             if e2e < best["e2e"]:
                 best.update(e2e=e2e, params=params, episode=st.episode)
@@ -158,7 +171,7 @@ def train_scenario(sc: Scenario, cfg: DQNConfig, episodes: int, seed: int, out: 
         if on_progress is not None:
             on_progress(row)
 
-    make_sim = make_sim_factory(sc, n_requests)
+    make_sim = make_sim_factory(sc, n_requests, windows)
     make_env = lambda: RouterEnv.from_config(make_sim, n, cfg)  # noqa: E731
     init_params = replay = None
     extras: dict = {}
@@ -169,7 +182,7 @@ def train_scenario(sc: Scenario, cfg: DQNConfig, episodes: int, seed: int, out: 
         demo_seeds = [DEMO_SEED_BASE + 1000 * seed + i for i in range(cfg.demo_episodes)]
         replay, demo_e2e = collect(make_env, cfg.warm_start, demo_seeds, cfg.buffer_size)
         init_params, fit = pretrain(replay, n, cfg, seed)
-        e2e = float(np.mean(evaluate(sc, rl_policy(init_params), ev_seeds, n_requests)))
+        e2e = float(np.mean(evaluate(sc, rl_policy(init_params), ev_seeds, n_requests, windows)))
         best.update(e2e=e2e, params=init_params, episode=-1)
         extras = {"warm_start": cfg.warm_start, "demo_seeds": demo_seeds, "demo_e2e_mean": float(np.mean(demo_e2e)),
                   "demo_transitions": replay.size, **fit, "warm_start_eval_e2e_mean": e2e}
@@ -182,6 +195,13 @@ def train_scenario(sc: Scenario, cfg: DQNConfig, episodes: int, seed: int, out: 
                    episode_seed=lambda k: TRAIN_SEED_BASE + 1000 * seed + k, on_episode=on_episode,
                    init_params=init_params, replay=replay, demos=demos)
     params = best["params"] if best["params"] is not None else result.params
+    if windows is not None:
+        # the held-out test windows, evaluated once, after selection (never used to choose)
+        test_seeds = windows.seeds("test")
+        test = heuristic_per_seed(sc, test_seeds, n_requests, list(base), windows)
+        test[cfg.variant] = evaluate(sc, rl_policy(params), test_seeds, n_requests, windows)
+        extras["windows"] = windows.as_dict()
+        extras["test_e2e_per_window"] = test
     wall = time.perf_counter() - t_start
     meta = {
         "variant": cfg.variant, "arch": cfg.arch, "n_instances": n, "feature_spec": spec_metadata(spec),
