@@ -11,7 +11,9 @@ def test_bad_flags_are_user_errors(tmp_path, capsys):
     assert "bad --set 'gama=0.9'" in capsys.readouterr().err
     assert main(["train", "--set", "gamma=high", "--out", str(tmp_path)]) == 2
     assert main(["train", "--scenario", "nope", "--out", str(tmp_path)]) == 2
-    assert main(["train", "--scenario", "azure-conv", "--out", str(tmp_path)]) == 2  # whole trace: needs -n
+    # a whole trace trains on its windows; one hour in 3,000 s windows is too few of them
+    assert main(["train", "--scenario", "azure-code", "--window-s", "3000", "--out", str(tmp_path)]) == 2
+    assert "too short for 3000 s windows" in capsys.readouterr().err
     assert main(["train", "--arch", "cnn", "--out", str(tmp_path)]) == 2
 
 
