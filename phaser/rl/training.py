@@ -14,6 +14,13 @@
   compared with round-robin and the best heuristic (chosen on the same seeds at
   the start). The checkpoint keeps the parameters with the best evaluation mean
   E2E (standard model selection; the curve shows every evaluation).
+* **Replayed traces** (``azure-code``, ``azure-conv``: one draw, the seed
+  changes nothing): with ``windows`` (``phaser.rl.windows.TraceWindows``) the
+  episodes are the trace's training windows, the evaluation runs on every
+  selection window, and after training the kept parameters, round robin and
+  the heuristics are run once on the test windows (``stats.test_e2e_per_window``
+  of the checkpoint; ``phaser train`` prints the paired gains). Nothing is
+  chosen on the test windows.
 * **Outputs** in ``--out DIR``: ``v000001/`` (the checkpoint, see
   ``phaser.rl.checkpoint``), ``curves.csv`` (one row per episode, evaluation
   columns filled on evaluation episodes) and ``curves.png``.
