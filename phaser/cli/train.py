@@ -88,10 +88,7 @@ def register(app: typer.Typer) -> None:
             # a replayed trace has one draw: episodes are its disjoint windows (phaser.rl.windows)
             from phaser.rl.windows import WINDOW_S, TraceWindows
 
-            windows = TraceWindows(sc.workload, window_s or WINDOW_S, sc.rate)
-            counts = windows.counts()
-            if eval_seeds > counts["select"]:
-                eval_seeds = counts["select"]
+            windows = TraceWindows(sc.workload, window_s or WINDOW_S, sc.rate)  # evaluates on every selection window
         try:
             cfg = DQNConfig(**dict(parse_sets(sets), variant=variant, arch=arch))
         except ValueError as e:
