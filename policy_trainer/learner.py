@@ -31,7 +31,7 @@ from dataclasses import replace
 
 import numpy as np
 
-from phaser.rl.checkpoint import Checkpoint, spec_metadata
+from phaser.rl.checkpoint import Checkpoint, check_compatible, spec_metadata
 from phaser.rl.features import FeatureSpec
 from policy_trainer.transitions import TransitionBatch
 
@@ -48,7 +48,9 @@ class OnlineLearner:
         from phaser.rl.replay import ReplayBuffer
 
         self.n = n_instances
-        self.spec = FeatureSpec(n_instances)
+        # a warm start keeps the feature version it was trained with (its
+        # publications and the transitions built from them have that length)
+        self.spec = check_compatible(checkpoint, n_instances) if checkpoint is not None else FeatureSpec(n_instances)
         if checkpoint is not None:
             cfg = dqn.DQNConfig.from_dict(checkpoint.metadata["config"])
             self.parent = checkpoint.version
@@ -66,7 +68,7 @@ class OnlineLearner:
             self.params = network.unflatten(checkpoint.params)
             self.learning_starts = min(cfg.batch_size, cfg.learning_starts)
         else:
-            flat = network.flatten(network.init_params(self.q_net, n_instances, jax.random.PRNGKey(seed)))
+            flat = network.flatten(network.init_params(self.q_net, n_instances, jax.random.PRNGKey(seed), self.spec.size))
             wait_bias = "out.bias" if cfg.arch == "mlp" else "wait_out.bias"
             flat[wait_bias] = flat[wait_bias].copy()
             flat[wait_bias][-1] = NO_WAIT_BIAS

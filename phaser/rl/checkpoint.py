@@ -15,7 +15,8 @@ Layout (one directory per version, under a checkpoint root)::
   An existing version is never overwritten.
 * **Checksum**: ``sha256(weights bytes ‖ canonical JSON of the metadata without
   its "checksum" key)``; a flipped bit in either file is refused on load.
-* **Compatibility** (``check_compatible``): the feature spec must match. A
+* **Compatibility** (``check_compatible``): the feature spec must match the
+  stored version's definition (``FeatureSpec.from_stored``; v1 and v2 both load). A
   fixed-size ``mlp`` network is tied to its instance count; a ``shared``
   per-instance network is accepted at any instance count whose per-instance
   feature block matches (that is what sharing buys).
@@ -157,21 +158,25 @@ def load_checkpoint(path: str | Path) -> Checkpoint:
 
 def check_compatible(ckpt: Checkpoint, n_instances: int) -> FeatureSpec:
     """Refuse a checkpoint that cannot drive ``n_instances`` with this phaser's
-    features; returns the feature spec to encode with."""
-    spec = FeatureSpec(n_instances)
+    features; returns the feature spec to encode with — the version the
+    checkpoint was trained with (v1 checkpoints keep serving v1 features)."""
     stored = ckpt.metadata["feature_spec"]
+    try:
+        spec = FeatureSpec.from_stored(stored, n_instances)
+    except ValueError as e:
+        raise PhaserError(f"checkpoint {ckpt.path}: {e}; retrain it") from None
     if ckpt.arch == "shared":
         want = spec.per_instance_dict()
         if stored.get("per_instance_spec") != want:
             raise PhaserError(f"checkpoint {ckpt.path}: feature spec differs from this phaser's "
-                              f"(version {stored.get('version')} vs {spec.version}); retrain it")
+                              f"(stored version {stored.get('version')} does not match its definition here); retrain it")
         return spec
     if ckpt.n_instances != n_instances:
         raise PhaserError(f"checkpoint {ckpt.path} was trained for {ckpt.n_instances} instances, "
                           f"the router has {n_instances}; train one for {n_instances} or use --arch shared")
     if {k: v for k, v in stored.items() if k != "per_instance_spec"} != spec.to_dict():
         raise PhaserError(f"checkpoint {ckpt.path}: feature spec differs from this phaser's "
-                          f"(version {stored.get('version')} vs {spec.version}); retrain it")
+                          f"(stored version {stored.get('version')} does not match its definition here); retrain it")
     return spec
 
 

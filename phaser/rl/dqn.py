@@ -231,7 +231,8 @@ def train(make_env: Callable[[], Env], cfg: DQNConfig, episodes: int, seed: int,
     n_instances = n_actions - 1
 
     q_net = network.build(cfg.arch, n_instances, cfg.hidden)
-    params = network.init_params(q_net, n_instances, key) if init_params is None else network.unflatten(init_params)
+    params = (network.init_params(q_net, n_instances, key, obs_dim) if init_params is None
+              else network.unflatten(init_params))
     target_params = params
     tx = make_optimizer(cfg)
     opt_state = tx.init(params)

@@ -1,6 +1,11 @@
 """The RL state: a documented, versioned feature spec and its encoder.
 
-Layout (the paper's 27 numbers for 4 instances; 3 + 6·N in general), in order:
+Two versions exist; a checkpoint stores the one it was trained with and is
+served with exactly that one (``FeatureSpec.from_stored``), so version-1
+checkpoints keep loading and serving bit-for-bit as before. New training and
+the live router's feature publication use ``FEATURE_VERSION`` (2).
+
+Version 1 layout (the paper's 27 numbers for 4 instances; 3 + 6·N in general), in order:
 
 =====  ======================  =========================================  ==========
 index  name                    raw value                                  scaling
@@ -15,6 +20,28 @@ index  name                    raw value                                  scalin
 7+6i   ``i{i}.free_kv``        estimated free KV tokens / KV capacity     lin, cap 1
 8+6i   ``i{i}.next_done_s``    seconds until its earliest completion      log, cap 60
 =====  ======================  =========================================  ==========
+
+Version 2 (3 + 8·N) appends two numbers to every instance's block (block
+stride 8, so ``i{i}.prefill`` is at 3+8i, ``i{i}.decode_kv`` at 10+8i):
+
+=====  ======================  =========================================  ==========
+index  name                    raw value                                  scaling
+=====  ======================  =========================================  ==========
+9+8i   ``i{i}.prefill_s``      seconds until the prefills routed to i     log, cap 60
+                               are done (``InstanceView.prefill_backlog_s``)
+10+8i  ``i{i}.decode_kv``      KV tokens held by decoding requests /      lin, cap 1
+                               KV capacity (``decode_kv_tokens``)
+=====  ======================  =========================================  ==========
+
+Why: the workload-aware heuristic's prefill impact is driven by the prefill
+backlog, which v1 only sees as a request *count*; on the prompt-heavy Azure
+code trace an imitation with v1 agrees with the heuristic on ~52 % of decisions,
+with these two inputs on 56 % (``phaser/checkpoints/README.md``). Caps: 60 s is
+the same "longer all means busy" bound as ``next_done_s`` (a backlog of a
+minute is already 20 × the paper's mean E2E); the decode KV share is a
+fraction of capacity, so its cap is 1. ``free_kv`` says how full an instance
+is, ``decode_kv`` how much of that is decode (long-lived) rather than prompts
+still waiting — the two differ exactly when prefills queue up.
 
 Scaling: ``lin`` → min(x, cap) / cap; ``log`` → log1p(min(x, cap)) / log1p(cap);
 every feature lands in [0, 1]. Sources of the caps: 512 = the paper's queue cap
@@ -41,7 +68,9 @@ from dataclasses import dataclass
 
 import numpy as np
 
-FEATURE_VERSION = 1
+#: The version new training and the router's feature publication use.
+FEATURE_VERSION = 2
+VERSIONS = (1, 2)
 
 GLOBAL = (("queue_len", "lin", 512.0), ("prompt_tokens", "log", 32768.0), ("pred_bucket", "lin", 2.0))
 PER_INSTANCE = (
@@ -52,6 +81,15 @@ PER_INSTANCE = (
     ("free_kv", "lin", 1.0),
     ("next_done_s", "log", 60.0),
 )
+PER_INSTANCE_V2 = PER_INSTANCE + (("prefill_s", "log", 60.0), ("decode_kv", "lin", 1.0))
+
+
+def per_instance_rows(version: int) -> tuple[tuple[str, str, float], ...]:
+    if version == 1:
+        return PER_INSTANCE
+    if version == 2:
+        return PER_INSTANCE_V2
+    raise ValueError(f"unknown feature spec version {version} (known: {VERSIONS})")
 
 
 @dataclass(frozen=True)
@@ -59,14 +97,31 @@ class FeatureSpec:
     n_instances: int
     version: int = FEATURE_VERSION
 
+    def __post_init__(self):
+        per_instance_rows(self.version)  # refuse unknown versions early
+
+    @classmethod
+    def from_stored(cls, stored: dict, n_instances: int) -> "FeatureSpec":
+        """The spec a checkpoint's ``feature_spec`` entry was trained with, for
+        ``n_instances``; a checkpoint written before versions were compared has
+        version 1 (the only one that existed)."""
+        version = int(stored.get("version", 1))
+        if version not in VERSIONS:
+            raise ValueError(f"feature spec version {version} is unknown to this phaser (known: {VERSIONS})")
+        return cls(n_instances, version)
+
+    @property
+    def per_instance(self) -> tuple[tuple[str, str, float], ...]:
+        return per_instance_rows(self.version)
+
     @property
     def size(self) -> int:
-        return len(GLOBAL) + len(PER_INSTANCE) * self.n_instances
+        return len(GLOBAL) + len(self.per_instance) * self.n_instances
 
     def rows(self) -> list[tuple[str, str, float]]:
         out = list(GLOBAL)
         for i in range(self.n_instances):
-            out += [(f"i{i}.{n}", kind, cap) for n, kind, cap in PER_INSTANCE]
+            out += [(f"i{i}.{n}", kind, cap) for n, kind, cap in self.per_instance]
         return out
 
     def names(self) -> list[str]:
@@ -83,7 +138,7 @@ class FeatureSpec:
     def per_instance_dict(self) -> dict:
         """The instance-count-free part (what a shared per-instance network depends on)."""
         return {"version": self.version,
-                "global": [list(r) for r in GLOBAL], "per_instance": [list(r) for r in PER_INSTANCE]}
+                "global": [list(r) for r in GLOBAL], "per_instance": [list(r) for r in self.per_instance]}
 
 
 class Encoder:
@@ -100,16 +155,21 @@ class Encoder:
         self._cap = np.array([c for _, _, c in rows], np.float64)
         self._log = np.array([k == "log" for _, k, _ in rows])
         self._den = np.where(self._log, np.log1p(self._cap), self._cap)
+        self._v2 = spec.version >= 2
 
     def raw(self, job, view) -> list[float]:
         now = view.now
+        v2 = self._v2
         out = [float(view.router_queue_len), float(job.prompt_tokens), float(job.predicted_bucket)]
         for inst in view.instances:
             b = inst.decode_buckets
             nd = inst.earliest_completion_s
+            cap = inst.kv_capacity_tokens
             out += (inst.in_prefill, b[0], b[1], b[2],
-                    inst.free_kv_tokens / inst.kv_capacity_tokens,
+                    inst.free_kv_tokens / cap,
                     0.0 if math.isinf(nd) else max(0.0, nd - now))
+            if v2:
+                out += (inst.prefill_backlog_s(now), inst.decode_kv_tokens / cap)
         return out
 
     def scale(self, raw) -> np.ndarray:

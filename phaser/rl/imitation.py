@@ -116,7 +116,7 @@ def pretrain(rb: ReplayBuffer, n_instances: int, cfg: DQNConfig, seed: int) -> t
     """DQfD pre-training on the demonstrations; returns flat params and the final (td, margin, agreement)."""
     rng = np.random.default_rng(seed)
     q_net = network.build(cfg.arch, n_instances, cfg.hidden)
-    params = network.init_params(q_net, n_instances, jax.random.PRNGKey(seed))
+    params = network.init_params(q_net, n_instances, jax.random.PRNGKey(seed), rb.obs.shape[1])
     target = params
     tx = make_optimizer(cfg, cfg.pretrain_learning_rate)
     opt_state = tx.init(params)

@@ -10,16 +10,19 @@ from __future__ import annotations
 
 import numpy as np
 
-#: global features (queue length, prompt tokens, predicted bucket) and
-#: per-instance features; must match ``phaser.rl.features``.
+#: global features (queue length, prompt tokens, predicted bucket); must match
+#: ``phaser.rl.features.GLOBAL``. The per-instance width depends on the feature
+#: spec version (6 in v1, 8 in v2) and is read off the state's length.
 N_GLOBAL = 3
-N_PER_INSTANCE = 6
 
 
 def split_state(x, n_instances: int):
-    """State vector(s) → (global (..., 3), per-instance (..., N, 6))."""
+    """State vector(s) → (global (..., 3), per-instance (..., N, F)), F = (len − 3) / N."""
+    width = (x.shape[-1] - N_GLOBAL) // n_instances
+    if N_GLOBAL + width * n_instances != x.shape[-1]:
+        raise ValueError(f"state of length {x.shape[-1]} does not split into 3 + {n_instances} equal blocks")
     g = x[..., :N_GLOBAL]
-    inst = x[..., N_GLOBAL:].reshape(x.shape[:-1] + (n_instances, N_PER_INSTANCE))
+    inst = x[..., N_GLOBAL:].reshape(x.shape[:-1] + (n_instances, width))
     return g, inst
 
 

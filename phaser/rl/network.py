@@ -2,8 +2,8 @@
 
 Two architectures, chosen by ``DQNConfig.arch``:
 
-``mlp`` — the paper's network: the whole state vector (3 + 6·N numbers, 27
-for N = 4) → ReLU(64) → ReLU(64) → N + 1 Q-values (one per instance, the last
+``mlp`` — the paper's network: the whole state vector (3 + 6·N numbers in
+feature spec v1, 27 for N = 4; 3 + 8·N in v2) → ReLU(64) → ReLU(64) → N + 1 Q-values (one per instance, the last
 for WAIT). A checkpoint is tied to its instance count.
 
 ``shared`` — a per-instance scoring network shared across instances (the same
@@ -54,7 +54,7 @@ import jax.numpy as jnp
 import numpy as np
 from flax import linen as nn
 
-from phaser.rl.inference import N_GLOBAL, N_PER_INSTANCE, forward_np, split_state  # noqa: F401
+from phaser.rl.inference import N_GLOBAL, forward_np, split_state  # noqa: F401
 
 ARCHS = ("mlp", "shared")
 
@@ -105,8 +105,12 @@ def build(arch: str, n_instances: int, hidden: Sequence[int]) -> nn.Module:
     raise ValueError(f"unknown architecture {arch!r}; known: {', '.join(ARCHS)}")
 
 
-def init_params(module: nn.Module, n_instances: int, key) -> dict:
-    x = jnp.zeros((1, N_GLOBAL + N_PER_INSTANCE * n_instances), jnp.float32)
+def init_params(module: nn.Module, n_instances: int, key, obs_dim: int | None = None) -> dict:
+    """Fresh parameters for states of length ``obs_dim`` (default: the current feature spec's)."""
+    if obs_dim is None:
+        from phaser.rl.features import FeatureSpec
+        obs_dim = FeatureSpec(n_instances).size
+    x = jnp.zeros((1, obs_dim), jnp.float32)
     return module.init(key, x)["params"]
 
 

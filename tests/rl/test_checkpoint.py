@@ -12,6 +12,9 @@ from phaser.rl.checkpoint import check_compatible, load_checkpoint, save_checkpo
 from phaser.rl.dqn import DQNConfig
 from phaser.rl.features import FeatureSpec
 from phaser.rl.policy import RLPolicy
+from phaser.cluster.view import ClusterView
+from phaser.engine.profiles import get_profile
+from phaser.types import Job
 
 
 def _make(tmp_path, arch="mlp", n=4):
@@ -75,7 +78,29 @@ def test_mismatched_instance_count_refused_for_fixed_mlp(tmp_path):
 def test_shared_network_checkpoint_serves_other_instance_counts(tmp_path):
     _, d = _make(tmp_path, "shared", 4)
     pol = RLPolicy.from_checkpoint(d, n_instances=16)
-    assert pol.n == 16 and pol.encoder.spec.size == 3 + 6 * 16
+    assert pol.n == 16 and pol.encoder.spec.size == 3 + 8 * 16
+
+
+@pytest.mark.parametrize("arch", ["mlp", "shared"])
+def test_v1_checkpoint_serves_v1_features(tmp_path, arch):
+    # a checkpoint trained with spec v1 is encoded with v1, not the current version
+    params = network.flatten(network.init_params(network.build(arch, 4, (8, 8)), 4, jax.random.PRNGKey(1), 3 + 6 * 4))
+    meta = {"variant": "rl-guided", "arch": arch, "n_instances": 4, "feature_spec": spec_metadata(FeatureSpec(4, 1)),
+            "config": {"hidden": [8, 8]}}
+    d = save_checkpoint(tmp_path, params, meta)
+    pol = RLPolicy.from_checkpoint(d, n_instances=4)
+    assert pol.encoder.spec == FeatureSpec(4, version=1)
+    view = ClusterView([get_profile("v100-llama2-7b")] * 4)
+    view.advance_to(0.0)
+    assert pol.decide(Job("a", 0.0, 100), view) in range(4) and len(pol.last_features) == 27
+
+
+def test_shipped_v1_checkpoints_still_serve_v1_features():
+    from phaser.policies.rl import default_checkpoint
+    ck = load_checkpoint(default_checkpoint("rl-aware"))  # trained before spec v2
+    assert ck.metadata["feature_spec"]["version"] == 1
+    pol = RLPolicy.from_checkpoint(ck, n_instances=8)
+    assert pol.encoder.spec == FeatureSpec(8, version=1) and pol.encoder.spec.size == 3 + 6 * 8
 
 
 def test_changed_feature_spec_refused(tmp_path):

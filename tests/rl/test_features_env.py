@@ -12,18 +12,35 @@ from phaser.engine.profiles import get_profile
 from phaser.errors import PhaserError
 from phaser.policies import make_policy
 from phaser.rl.env import TICK_S, RouterEnv, reward_parts
-from phaser.rl.features import Encoder, FeatureSpec
+from phaser.rl.features import FEATURE_VERSION, Encoder, FeatureSpec
 from phaser.rl.training import make_sim_factory
 from phaser.types import Job
 
 
-def test_feature_spec_layout_matches_the_paper_for_four_instances():
-    spec = FeatureSpec(4)
+def test_feature_spec_v1_layout_matches_the_paper_for_four_instances():
+    spec = FeatureSpec(4, version=1)
     assert spec.size == 27 and len(spec.names()) == 27
     assert spec.names()[:3] == ["queue_len", "prompt_tokens", "pred_bucket"]
     assert spec.names()[3:9] == ["i0.prefill", "i0.decode_b0", "i0.decode_b1", "i0.decode_b2", "i0.free_kv",
                                  "i0.next_done_s"]
-    assert FeatureSpec(16).size == 3 + 6 * 16
+    assert FeatureSpec(16, version=1).size == 3 + 6 * 16
+
+
+def test_feature_spec_v2_appends_prefill_backlog_and_decode_kv_per_instance():
+    assert FEATURE_VERSION == 2 and FeatureSpec(4).version == 2
+    spec = FeatureSpec(4)
+    assert spec.size == 3 + 8 * 4
+    assert spec.names()[3:11] == ["i0.prefill", "i0.decode_b0", "i0.decode_b1", "i0.decode_b2", "i0.free_kv",
+                                  "i0.next_done_s", "i0.prefill_s", "i0.decode_kv"]
+    assert spec.rows()[-2:] == [("i3.prefill_s", "log", 60.0), ("i3.decode_kv", "lin", 1.0)]
+    # v1's rows are a prefix of each v2 instance block: only the two new numbers differ
+    assert spec.per_instance_dict() != FeatureSpec(4, version=1).per_instance_dict()
+    with pytest.raises(ValueError, match="unknown feature spec version"):
+        FeatureSpec(4, version=3)
+    assert FeatureSpec.from_stored({"version": 1}, 8) == FeatureSpec(8, version=1)
+    assert FeatureSpec.from_stored({}, 8).version == 1  # written before versions existed
+    with pytest.raises(ValueError):
+        FeatureSpec.from_stored({"version": 9}, 8)
 
 
 def test_encoder_scales_a_hand_built_view():
@@ -34,7 +51,7 @@ def test_encoder_scales_a_hand_built_view():
         view.on_assign(Job(f"r{k}", 0.0, 100, predicted_tokens=300.0, predicted_bucket=1), 1, 0.0)
     view.advance_to(5.0)  # prefills are done after 5 s: three requests decoding, bucket 1
     view.router_queue_len = 1024
-    enc = Encoder(FeatureSpec(2))
+    enc = Encoder(FeatureSpec(2, version=1))
     x = enc(Job("new", 5.0, 1000, predicted_tokens=50.0, predicted_bucket=2), view)
     assert x.dtype == np.float32 and x.shape == (15,)
     assert x[0] == 1.0  # queue length capped at 512
@@ -47,6 +64,30 @@ def test_encoder_scales_a_hand_built_view():
     assert 0.0 < x[3 + 6 + 5] < 1.0
     with pytest.raises(ValueError):
         Encoder(FeatureSpec(3))(Job("x", 0.0, 1), view)
+    # v2 = the same v1 numbers in each instance block plus prefill backlog and decode KV (both 0 here:
+    # the prefills are done, and 3 decoding requests hold well under the KV capacity)
+    x2 = Encoder(FeatureSpec(2))(Job("new", 5.0, 1000, predicted_tokens=50.0, predicted_bucket=2), view)
+    assert x2.shape == (19,)
+    np.testing.assert_array_equal(x2[:3], x[:3])
+    np.testing.assert_array_equal(x2[3:9], x[3:9])
+    np.testing.assert_array_equal(x2[11:17], x[9:15])
+    assert x2[9] == 0.0 and x2[10] == 0.0  # idle instance 0
+    assert x2[17] == 0.0  # instance 1's prefills finished before t = 5 s
+    assert x2[18] == pytest.approx(inst.decode_kv_tokens / inst.kv_capacity_tokens, rel=1e-5) and x2[18] > 0.0
+
+
+def test_encoder_v2_sees_a_prefill_backlog_v1_cannot():
+    prof = get_profile("v100-llama2-7b")
+    view = ClusterView([prof, prof])
+    view.advance_to(0.0)
+    for k in range(4):  # four long prompts queue up for prefill on instance 0
+        view.on_assign(Job(f"r{k}", 0.0, 4000, predicted_tokens=10.0, predicted_bucket=0), 0, 0.0)
+    backlog = view.instances[0].prefill_backlog_s(0.0)
+    assert backlog > 0.0
+    x = Encoder(FeatureSpec(2))(Job("new", 0.0, 100), view)
+    assert x[9] == pytest.approx(math.log1p(min(backlog, 60.0)) / math.log1p(60.0), rel=1e-6)
+    assert x[10] == 0.0  # nothing decoding yet
+    assert x[17] == 0.0  # instance 1 is idle
 
 
 def test_reward_terms_hand_computed():
@@ -63,7 +104,7 @@ TINY = Scenario("tiny", "paper-mix", 2, "v100-llama2-7b", 10.0, 40)
 def test_env_episode_contract(variant):
     env = RouterEnv(make_sim_factory(TINY), 2, variant, allow_wait=True)
     obs = env.reset(1)
-    assert obs.shape == (env.obs_dim,) == (15,) and env.n_actions == 3
+    assert obs.shape == (env.obs_dim,) == (3 + 8 * 2,) and env.n_actions == 3
     steps, done, hs = 0, False, []
     while not done:
         assert env.action_mask().all()  # WAIT allowed (nobody waited 10 s)

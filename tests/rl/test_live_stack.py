@@ -23,4 +23,4 @@ async def test_rl_policy_in_live_stack_completes_every_request(bare_broker):
     assert run.duplicates == 0
     assert all(c.policy == "rl-guided" and 0 <= c.instance < 4 for c in run.completions.values())
     assert run.router.routed == 200
-    assert run.router.policy.last_features is not None and len(run.router.policy.last_features) == 27
+    assert run.router.policy.last_features is not None and len(run.router.policy.last_features) == run.router.policy.encoder.spec.size

@@ -22,8 +22,8 @@ def test_round_robin_routes_in_order_and_dedupes():
     assert core.duplicates == 1 and not core.queue
     assert all(a.router_wait_s == 1.0 and a.decided_s == 1.0 and a.policy == "round-robin" for a in out)
     # a heuristic computes no features: the router records the RL state it saw and the action taken,
-    # so the trainer can learn off-policy from it (3 global + 6 per instance)
-    assert all(a.action == a.instance and len(a.features) == 3 + 6 * 3 for a in out)
+    # so the trainer can learn off-policy from it (current feature spec v2: 3 global + 8 per instance)
+    assert all(a.action == a.instance and len(a.features) == 3 + 8 * 3 for a in out)
     assert out[0].features[0] > out[3].features[0]  # router queue length shrinks as the queue drains
     assert core.view.outstanding == 4
 

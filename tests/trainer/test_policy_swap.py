@@ -11,6 +11,7 @@ from phaser.cluster.view import ClusterView
 from phaser.engine.profiles import get_profile
 from phaser.errors import PhaserError
 from phaser.policies import make_policy
+from phaser.rl.features import FeatureSpec
 from phaser.types import Job
 from policy_trainer.guard import GuardConfig
 from protos.messages import Completion, PolicyUpdate
@@ -56,7 +57,7 @@ def test_published_version_becomes_canary_then_takes_its_share(publish_fixed):
     by_version = {0: 0, v: 0}
     for d in ds:
         by_version[d.version] += 1
-        assert d.features is not None and len(d.features) == 3 + 6 * N
+        assert d.features is not None and len(d.features) == FeatureSpec(N).size
         if d.version == v:
             assert d.instance == 2
     assert 150 < by_version[v] < 250
