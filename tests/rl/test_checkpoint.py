@@ -111,3 +111,14 @@ def test_changed_feature_spec_refused(tmp_path):
     d2 = save_checkpoint(tmp_path / "other", load_checkpoint(d).params, meta)
     with pytest.raises(PhaserError, match="feature spec"):
         check_compatible(load_checkpoint(d2), 4)
+
+
+def test_online_learner_keeps_its_warm_starts_feature_version():
+    # the trainer builds transitions of the warm start's length (its RL policy publishes those);
+    # from scratch it uses the current version, which is what the router publishes for heuristics
+    from phaser.policies.rl import default_checkpoint
+    from policy_trainer.learner import OnlineLearner
+
+    v1 = load_checkpoint(default_checkpoint("rl-aware"))
+    assert OnlineLearner(4, v1).obs_dim == 3 + 6 * 4
+    assert OnlineLearner(4, None).obs_dim == FeatureSpec(4).size == 3 + 8 * 4
