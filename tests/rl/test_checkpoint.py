@@ -6,14 +6,14 @@ import jax
 import numpy as np
 import pytest
 
+from phaser.cluster.view import ClusterView
+from phaser.engine.profiles import get_profile
 from phaser.errors import PhaserError
 from phaser.rl import network
 from phaser.rl.checkpoint import check_compatible, load_checkpoint, save_checkpoint, spec_metadata, versions
 from phaser.rl.dqn import DQNConfig
 from phaser.rl.features import FeatureSpec
 from phaser.rl.policy import RLPolicy
-from phaser.cluster.view import ClusterView
-from phaser.engine.profiles import get_profile
 from phaser.types import Job
 
 
