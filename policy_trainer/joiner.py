@@ -37,6 +37,7 @@ from collections import OrderedDict
 from dataclasses import dataclass, field
 
 from protos.messages import Assignment, Completion, InstanceStatus
+from policy_trainer.counters import Counters
 
 
 @dataclass(frozen=True, slots=True)
@@ -52,7 +53,7 @@ class Joined:
 
 
 @dataclass
-class JoinCounters:
+class JoinCounters(Counters):
     assignments: int = 0
     completions: int = 0
     statuses: int = 0
@@ -62,9 +63,6 @@ class JoinCounters:
     expired: int = 0
     evicted: int = 0
     stale_status: int = 0
-
-    def as_dict(self) -> dict[str, float]:
-        return {k: float(v) for k, v in self.__dict__.items()}
 
 
 @dataclass

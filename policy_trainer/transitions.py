@@ -47,8 +47,9 @@ from dataclasses import dataclass, field
 
 import numpy as np
 
-from phaser.rl.env import TICK_S, reward_parts
+from phaser.rl.env import reward_parts
 from policy_trainer.joiner import Joined
+from policy_trainer.counters import Counters
 
 #: decision times per vectorised S(T) block; rows x lifetimes stays ~ a few MB
 _BLOCK = 512
@@ -67,15 +68,12 @@ class TransitionBatch:
 
 
 @dataclass
-class BuilderCounters:
+class BuilderCounters(Counters):
     decisions: int = 0
     transitions: int = 0
     no_features: int = 0
     late: int = 0
     dropped: int = 0
-
-    def as_dict(self) -> dict[str, float]:
-        return {k: float(v) for k, v in self.__dict__.items()}
 
 
 @dataclass
