@@ -42,3 +42,25 @@ def latency_table(results) -> Table:
     for r in results:
         t.add_row(r.policy, str(r.instances), str(r.decisions), f"{r.p50_us:.1f}", f"{r.p99_us:.1f}", f"{r.mean_us:.1f}")
     return t
+
+
+def headroom_table(agg: list[dict]) -> Table:
+    base = ", ".join(dict.fromkeys(a["base"] for a in agg))
+    hz = ", ".join(dict.fromkeys(f"{a['horizon_s']:g} s" for a in agg if a.get("lookahead_e2e") is not None))
+    t = Table(title=f"headroom: mean E2E (s), improvement over round robin (%); base heuristic {base}"
+                    + (f", lookahead horizon {hz}" if hz else ""), header_style="bold")
+    for col in ("scenario", "seeds", "round robin", "base", "base vs RR %",
+                "lookahead", "lookahead vs RR %", "isolated bound", "max possible vs RR %"):
+        t.add_column(col, justify="left" if col == "scenario" else "right", no_wrap=True)
+
+    def f(a: dict, k: str, d: int = 3) -> str:
+        if a.get(k) is None:
+            return "—"
+        ci = a.get(f"{k}_ci95") or 0.0
+        return f"{a[k]:.{d}f}±{ci:.{d}f}" if a["seeds"] > 1 else f"{a[k]:.{d}f}"
+
+    for a in agg:
+        t.add_row(a["scenario"], str(a["seeds"]), f(a, "round_robin_e2e"), f(a, "base_e2e"), f(a, "base_gain_pct", 2),
+                  f(a, "lookahead_e2e"), f(a, "lookahead_gain_pct", 2), f(a, "isolated_e2e"),
+                  f(a, "isolated_gain_pct", 2))
+    return t

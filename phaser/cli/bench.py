@@ -5,6 +5,7 @@
     phaser bench --scenario paper-v100 --policies all --capacity
     phaser bench --scenario azure-code --policies round-robin,workload-aware --completion-delay 0,0.5,2
     phaser bench router-latency
+    phaser bench headroom --scenario paper-v100 --repeat 5
 """
 
 from __future__ import annotations
@@ -245,6 +246,55 @@ def register(app: typer.Typer) -> None:
         Console().print(latency_table(res))
         if json_path is not None:
             json_path.write_text(json.dumps([asdict(r) for r in res], indent=1))
+
+
+    @bench_app.command("headroom")
+    def headroom(
+        scenario: str = typer.Option("paper-v100", "--scenario", envvar="PHASER_BENCH_SCENARIO",
+                                     help="Built-in scenario(s), comma-separated."),
+        repeat: int = typer.Option(1, "--repeat", envvar="PHASER_BENCH_REPEAT", help="Seeds (mean ± 95% CI)."),
+        seed: int = typer.Option(0, "--seed", envvar="PHASER_SEED", help="First seed; repeats use seed..seed+K-1."),
+        requests: Optional[int] = typer.Option(None, "--requests", envvar="PHASER_BENCH_REQUESTS",
+                                               help="Number of requests (overrides the scenario's)."),
+        base: str = typer.Option("workload-aware", "--base",
+                                 help="Heuristic the lookahead continues with (and improves on)."),
+        horizon: float = typer.Option(10.0, "--horizon", help="Lookahead window in simulated seconds."),
+        lookahead: bool = typer.Option(True, "--lookahead/--no-lookahead",
+                                       help="Run the clairvoyant lookahead (slow: one simulator fork per "
+                                            "instance per decision); without it only the isolated bound."),
+        json_path: Optional[Path] = typer.Option(None, "--json", help="Write one JSON row per (scenario, seed)."),
+    ) -> None:
+        """How much could any router gain over round robin? Isolated bound and clairvoyant lookahead."""
+        from rich.console import Console
+        from rich.progress import Progress
+
+        from phaser.bench import runner
+        from phaser.bench.headroom import aggregate_headroom, headroom_row
+        from phaser.bench.report import headroom_table
+        from phaser.bench.scenarios import get_scenario
+
+        if repeat < 1:
+            raise PhaserError(f"--repeat must be >= 1, got {repeat}")
+        if not horizon > 0:
+            raise PhaserError(f"--horizon must be > 0 s, got {horizon}")
+        if base not in runner.heuristics():
+            raise PhaserError(f"--base must be a heuristic: {', '.join(runner.heuristics())}")
+        scs = [get_scenario(n.strip()).with_(n_requests=requests) for n in scenario.split(",") if n.strip()]
+        if not scs:
+            raise PhaserError("--scenario is empty")
+        rows = []
+        with Progress(console=Console(stderr=True), transient=True) as prog:
+            for sc in scs:
+                for sd in range(seed, seed + repeat):
+                    task = prog.add_task(f"{sc.name} seed {sd}", total=None)
+                    rows.append(headroom_row(sc, sd, base=base, horizon_s=horizon, lookahead=lookahead,
+                                             on_progress=lambda k, task=task: prog.update(task, completed=k)))
+                    prog.remove_task(task)
+        out = Console(width=max(160, Console().width))
+        out.print(headroom_table(aggregate_headroom(rows)))
+        if json_path is not None:
+            json_path.parent.mkdir(parents=True, exist_ok=True)
+            json_path.write_text(json.dumps(rows, indent=1))
 
 
 def _capacity(scs, pols, seed, rates, options_for, slo_ttft, slo_tbt, json_path, out, console,

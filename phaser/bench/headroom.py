@@ -1,0 +1,178 @@
+"""Headroom: how much could *any* router gain over round robin on a scenario?
+
+A benchmark that only ranks policies cannot say whether a target such as
+"15 % better than round robin" is reachable. Two references answer it; neither
+is a deployable policy (both read what no router can know):
+
+* **Isolated bound** (``isolated_e2e``): every request served alone on a fresh
+  instance of the scenario's profile, arriving at an idle GPU. In this engine an
+  iteration never gets cheaper when the batch or the KV read grows, and every
+  wait adds time, so no routing of the same requests onto the same instances
+  can give a lower mean E2E: ``1 − isolated / round_robin`` is a strict upper
+  bound on any router's improvement. It is loose: it pretends the load needs no
+  batching at all.
+
+* **Clairvoyant lookahead** (``lookahead``): at every routing decision, try each
+  instance on a copy of the simulator — which knows every request's true output
+  length and every future arrival — continue with a base heuristic for
+  ``horizon_s`` of virtual time, and take the instance whose window has the least
+  total time-in-system (by Little's law, the latency all requests accrue in the
+  window). It never waits. This is one step of policy improvement over the base
+  heuristic with perfect information: an *achievable* figure (the run is a
+  real simulation) that no router seeing only the present can be expected to
+  reach, so it estimates the ceiling from below where the isolated bound caps
+  it from above.
+
+The engine and simulator are the ones ``phaser bench`` runs; the lookahead
+forks ``ClusterSim`` with ``copy.deepcopy`` and shares the immutable request
+objects and the predictor between copies (``_memo``).
+"""
+
+from __future__ import annotations
+
+import bisect
+import copy
+import math
+import time
+from dataclasses import dataclass
+from typing import Callable
+
+import numpy as np
+
+from phaser.bench.scenarios import Scenario
+from phaser.engine.instance import Instance
+from phaser.engine.profiles import get_profile
+from phaser.errors import PhaserError
+
+
+def isolated_e2e(sc: Scenario, requests: list) -> np.ndarray:
+    """E2E of each request served alone on a fresh, idle instance of ``sc``'s profile."""
+    prof = get_profile(sc.profile)
+    out = np.empty(len(requests))
+    for k, r in enumerate(requests):
+        inst = Instance(0, prof, chunked_prefill=sc.chunked_prefill, max_num_batched_tokens=sc.max_num_batched_tokens)
+        inst.add(r, r.arrival_s)
+        (rec,) = inst.advance(math.inf)
+        out[k] = rec.e2e_s
+    return out
+
+
+@dataclass
+class LookaheadResult:
+    e2e_mean: float
+    records: list
+    decisions: int
+    forks: int
+    wall_seconds: float
+
+
+def _memo(sim, reqs: list) -> dict:
+    """deepcopy memo that keeps what never changes shared between forks."""
+    memo = {id(r): r for r in reqs}
+    memo[id(sim._reqs)] = sim._reqs
+    memo[id(sim.predictor)] = sim.predictor
+    memo[id(sim.profiles)] = sim.profiles
+    for p in sim.profiles:
+        memo[id(p)] = p
+    return memo
+
+
+def window_cost(sim, start: float, end: float, arrivals: list[float], ids: list[str], in_system: set[str]) -> float:
+    """Σ over requests of their time in the system inside [start, end]: those in the
+    system at ``start`` (``in_system``) and those arriving in (start, end]. ``sim``
+    must have been run past ``end`` (or to the end)."""
+    finish = {r.id: r.finish_s for r in sim.records if r.finish_s > start}
+    cost = 0.0
+    for rid in in_system:
+        cost += min(finish.get(rid, end), end) - start
+    lo = bisect.bisect_right(arrivals, start)
+    hi = bisect.bisect_right(arrivals, end)
+    for k in range(lo, hi):
+        cost += max(0.0, min(finish.get(ids[k], end), end) - arrivals[k])
+    return cost
+
+
+def lookahead(requests: list, config, make_base: Callable[[], object], *, predictor=None, seed: int = 0,
+              horizon_s: float = 10.0, on_progress: Callable[[int], None] | None = None) -> LookaheadResult:
+    """Run the clairvoyant one-step lookahead over ``requests`` (see the module docstring)."""
+    from phaser.sim.simulator import ClusterSim
+
+    if not horizon_s > 0:
+        raise PhaserError(f"--horizon must be > 0 s, got {horizon_s}")
+    t0 = time.perf_counter()
+    reqs = sorted(requests, key=lambda r: r.arrival_s)
+    arrivals = [r.arrival_s for r in reqs]
+    ids = [r.id for r in reqs]
+    sim = ClusterSim(reqs, config, predictor=predictor, seed=seed)
+    base = make_base()
+    memo0 = _memo(sim, reqs)
+    forks = 0
+    while (d := sim.next_decision()) is not None:
+        job, view = d
+        now, end = sim.now, sim.now + horizon_s
+        in_system = set(sim._assigned) | {req.id for _, req in sim.queue}
+        best, best_cost = 0, math.inf
+        for a in range(sim.n):
+            s2, b2 = copy.deepcopy((sim, base), dict(memo0))
+            forks += 1
+            s2.apply(a)
+            while (dd := s2.next_decision()) is not None and s2.now <= end:
+                s2.apply(b2.decide(dd[0], dd[1]))
+            c = window_cost(s2, now, end, arrivals, ids, in_system)
+            if c < best_cost:
+                best, best_cost = a, c
+        base.decide(job, view)  # keep the base heuristic's own state (e.g. a rotation) in step
+        sim.apply(best)
+        if on_progress is not None:
+            on_progress(sim.decisions)
+    recs = sorted(sim.records, key=lambda r: (r.arrival_s, r.id))
+    e2e = float(np.mean([r.e2e_s for r in recs])) if recs else math.nan
+    return LookaheadResult(e2e, recs, sim.decisions, forks, time.perf_counter() - t0)
+
+
+def headroom_row(sc: Scenario, seed: int, *, base: str = "workload-aware", horizon_s: float = 10.0,
+                 lookahead: bool = True, on_progress: Callable[[int], None] | None = None) -> dict:
+    """Round robin, ``base``, the lookahead over ``base`` and the isolated bound on one workload seed;
+    improvements are of mean E2E over round robin on the same requests (paired)."""
+    from phaser.bench import runner
+    from phaser.policies import make_policy
+    from phaser.predictor import CrossFitted
+
+    reqs = runner.load_requests(sc, seed)
+    if not reqs:
+        raise PhaserError(f"workload {sc.workload!r} produced no requests")
+    rr, _ = runner.run_one(sc, "round-robin", seed, requests=reqs)
+    bh, _ = runner.run_one(sc, base, seed, requests=reqs)
+    iso = float(isolated_e2e(sc, reqs).mean())
+
+    def gain(e2e: float) -> float:
+        return 100.0 * (1.0 - e2e / rr["e2e_mean"])
+
+    row = {"scenario": sc.name, "seed": seed, "n_requests": len(reqs), "base": base, "horizon_s": horizon_s,
+           "round_robin_e2e": rr["e2e_mean"], "base_e2e": bh["e2e_mean"], "base_gain_pct": gain(bh["e2e_mean"]),
+           "isolated_e2e": iso, "isolated_gain_pct": gain(iso),
+           "lookahead_e2e": None, "lookahead_gain_pct": None, "lookahead_wall_s": None,
+           "config": sc.as_dict()}
+    if lookahead:
+        la = globals()["lookahead"](reqs, runner.sim_config(sc), lambda: make_policy(base, sc.instances, seed),
+                                    predictor=CrossFitted(reqs), seed=seed, horizon_s=horizon_s,
+                                    on_progress=on_progress)
+        row.update(lookahead_e2e=la.e2e_mean, lookahead_gain_pct=gain(la.e2e_mean),
+                   lookahead_wall_s=la.wall_seconds)
+    return row
+
+
+def aggregate_headroom(rows: list[dict]) -> list[dict]:
+    """Per scenario: mean ± 95 % CI over seeds of every column."""
+    from phaser.bench.stats import mean_ci
+
+    out = []
+    for name in dict.fromkeys(r["scenario"] for r in rows):
+        rs = [r for r in rows if r["scenario"] == name]
+        a = {"scenario": name, "seeds": len(rs), "base": rs[0]["base"], "horizon_s": rs[0]["horizon_s"]}
+        for k in ("round_robin_e2e", "base_e2e", "base_gain_pct", "isolated_e2e", "isolated_gain_pct",
+                  "lookahead_e2e", "lookahead_gain_pct"):
+            vals = [r[k] for r in rs if r[k] is not None]
+            a[k], a[f"{k}_ci95"] = mean_ci(vals) if vals else (None, None)
+        out.append(a)
+    return out

@@ -1,0 +1,82 @@
+import json
+
+import pytest
+
+from phaser.bench.headroom import headroom_row, isolated_e2e, lookahead, window_cost
+from phaser.bench.runner import load_requests, run_one, sim_config
+from phaser.bench.scenarios import Scenario
+from phaser.cli.main import main
+from phaser.policies import make_policy
+from phaser.predictor import CrossFitted
+
+TINY = Scenario("tiny", "paper-mix", 2, "v100-llama2-7b", 8.0, 60)
+
+
+def test_isolated_bound_is_below_every_policy():
+    reqs = load_requests(TINY, 3)
+    iso = isolated_e2e(TINY, reqs)
+    assert iso.shape == (60,) and (iso > 0).all()
+    for pol in ("round-robin", "least-requests", "workload-aware", "random"):
+        row, _ = run_one(TINY, pol, 3, requests=reqs)
+        assert iso.mean() < row["e2e_mean"]
+
+
+def test_isolated_e2e_is_prefill_plus_decode_alone():
+    from phaser.engine.instance import Instance
+    from phaser.engine.profiles import get_profile
+
+    reqs = load_requests(TINY, 0)[:1]
+    iso = isolated_e2e(TINY, reqs)[0]
+    inst = Instance(0, get_profile(TINY.profile), reference=True)  # one iteration at a time
+    inst.add(reqs[0], reqs[0].arrival_s)
+    (rec,) = inst.advance(float("inf"))
+    assert iso == pytest.approx(rec.e2e_s, abs=1e-9)
+
+
+class _Rec:
+    def __init__(self, rid, finish):
+        self.id, self.finish_s = rid, finish
+
+
+class _Sim:
+    def __init__(self, recs):
+        self.records = recs
+
+
+def test_window_cost_counts_time_in_system_inside_the_window():
+    # window [10, 20]; "a" in system since 5, finishes at 12 -> 2; "b" in system, never finishes -> 10;
+    # "c" arrives at 15, finishes 18 -> 3; "d" arrives at 19, open -> 1; "e" arrives at 25 -> 0; "z" done at 8 -> 0
+    sim = _Sim([_Rec("z", 8.0), _Rec("a", 12.0), _Rec("c", 18.0)])
+    arrivals, ids = [2.0, 5.0, 15.0, 19.0, 25.0], ["z", "a", "c", "d", "e"]
+    assert window_cost(sim, 10.0, 20.0, arrivals, ids, {"a", "b"}) == pytest.approx(2 + 10 + 3 + 1)
+
+
+def test_lookahead_improves_on_its_base_and_is_deterministic():
+    sc = Scenario("tiny4", "paper-mix", 3, "v100-llama2-7b", 12.0, 90)
+    reqs = load_requests(sc, 1)
+    rr, _ = run_one(sc, "round-robin", 1, requests=reqs)
+
+    def run():
+        return lookahead(reqs, sim_config(sc), lambda: make_policy("round-robin", sc.instances, 1),
+                         predictor=CrossFitted(reqs), seed=1, horizon_s=5.0)
+
+    a, b = run(), run()
+    assert len(a.records) == 90 and a.decisions == 90 and a.forks == 90 * 3
+    assert a.e2e_mean == b.e2e_mean
+    assert a.e2e_mean < rr["e2e_mean"]  # one step of policy improvement over round robin, with the future known
+    assert a.e2e_mean > isolated_e2e(sc, reqs).mean()
+
+
+def test_headroom_row_and_cli(tmp_path, capsys):
+    row = headroom_row(TINY, 0, base="least-requests", lookahead=False)
+    assert row["lookahead_e2e"] is None and row["isolated_gain_pct"] > 0
+    assert row["isolated_gain_pct"] >= row["base_gain_pct"]
+    out = tmp_path / "h.json"
+    assert main(["bench", "headroom", "--scenario", "paper-a100", "--requests", "40", "--horizon", "3",
+                 "--json", str(out)]) == 0
+    (r,) = json.loads(out.read_text())
+    assert r["n_requests"] == 40 and r["lookahead_e2e"] >= r["isolated_e2e"]
+    assert "max possible" in capsys.readouterr().out
+    assert main(["bench", "headroom", "--base", "rl-guided"]) == 2
+    assert main(["bench", "headroom", "--horizon", "-1"]) == 2
+    assert main(["bench", "headroom", "--scenario", "nope"]) == 2
