@@ -24,14 +24,12 @@ is a deployable policy (both read what no router can know):
   it from above.
 
 The engine and simulator are the ones ``phaser bench`` runs; the lookahead
-forks ``ClusterSim`` with ``copy.deepcopy`` and shares the immutable request
-objects and the predictor between copies (``_memo``).
+itself lives in ``phaser.sim.lookahead`` (the learned router's imitation
+teacher uses it too).
 """
 
 from __future__ import annotations
 
-import bisect
-import copy
 import math
 import time
 from dataclasses import dataclass
@@ -43,6 +41,7 @@ from phaser.bench.scenarios import Scenario
 from phaser.engine.instance import Instance
 from phaser.engine.profiles import get_profile
 from phaser.errors import PhaserError
+from phaser.sim.lookahead import lookahead_run
 
 
 def isolated_e2e(sc: Scenario, requests: list) -> np.ndarray:
@@ -66,68 +65,17 @@ class LookaheadResult:
     wall_seconds: float
 
 
-def _memo(sim, reqs: list) -> dict:
-    """deepcopy memo that keeps what never changes shared between forks."""
-    memo = {id(r): r for r in reqs}
-    memo[id(sim._reqs)] = sim._reqs
-    memo[id(sim.predictor)] = sim.predictor
-    memo[id(sim.profiles)] = sim.profiles
-    for p in sim.profiles:
-        memo[id(p)] = p
-    return memo
-
-
-def window_cost(sim, start: float, end: float, arrivals: list[float], ids: list[str], in_system: set[str]) -> float:
-    """Σ over requests of their time in the system inside [start, end]: those in the
-    system at ``start`` (``in_system``) and those arriving in (start, end]. ``sim``
-    must have been run past ``end`` (or to the end)."""
-    finish = {r.id: r.finish_s for r in sim.records if r.finish_s > start}
-    cost = 0.0
-    for rid in in_system:
-        cost += min(finish.get(rid, end), end) - start
-    lo = bisect.bisect_right(arrivals, start)
-    hi = bisect.bisect_right(arrivals, end)
-    for k in range(lo, hi):
-        cost += max(0.0, min(finish.get(ids[k], end), end) - arrivals[k])
-    return cost
-
-
 def lookahead(requests: list, config, make_base: Callable[[], object], *, predictor=None, seed: int = 0,
               horizon_s: float = 10.0, on_progress: Callable[[int], None] | None = None) -> LookaheadResult:
-    """Run the clairvoyant one-step lookahead over ``requests`` (see the module docstring)."""
+    """Run the clairvoyant one-step lookahead (``phaser.sim.lookahead``) over ``requests``."""
     from phaser.sim.simulator import ClusterSim
 
-    if not horizon_s > 0:
-        raise PhaserError(f"--horizon must be > 0 s, got {horizon_s}")
     t0 = time.perf_counter()
-    reqs = sorted(requests, key=lambda r: r.arrival_s)
-    arrivals = [r.arrival_s for r in reqs]
-    ids = [r.id for r in reqs]
-    sim = ClusterSim(reqs, config, predictor=predictor, seed=seed)
-    base = make_base()
-    memo0 = _memo(sim, reqs)
-    forks = 0
-    while (d := sim.next_decision()) is not None:
-        job, view = d
-        now, end = sim.now, sim.now + horizon_s
-        in_system = set(sim._assigned) | {req.id for _, req in sim.queue}
-        best, best_cost = 0, math.inf
-        for a in range(sim.n):
-            s2, b2 = copy.deepcopy((sim, base), dict(memo0))
-            forks += 1
-            s2.apply(a)
-            while (dd := s2.next_decision()) is not None and s2.now <= end:
-                s2.apply(b2.decide(dd[0], dd[1]))
-            c = window_cost(s2, now, end, arrivals, ids, in_system)
-            if c < best_cost:
-                best, best_cost = a, c
-        base.decide(job, view)  # keep the base heuristic's own state (e.g. a rotation) in step
-        sim.apply(best)
-        if on_progress is not None:
-            on_progress(sim.decisions)
+    sim = ClusterSim(requests, config, predictor=predictor, seed=seed)
+    la = lookahead_run(sim, make_base(), horizon_s, on_progress)
     recs = sorted(sim.records, key=lambda r: (r.arrival_s, r.id))
     e2e = float(np.mean([r.e2e_s for r in recs])) if recs else math.nan
-    return LookaheadResult(e2e, recs, sim.decisions, forks, time.perf_counter() - t0)
+    return LookaheadResult(e2e, recs, sim.decisions, la.forks, time.perf_counter() - t0)
 
 
 def headroom_row(sc: Scenario, seed: int, *, base: str = "workload-aware", horizon_s: float = 10.0,

@@ -90,8 +90,10 @@ class DQNConfig:
     hurl_decay: float = 0.5
     # HuRL λ never exceeds this (1 = the paper's full decay to plain Double DQN)
     lam_max: float = 1.0
-    # warm start by imitation (phaser.rl.imitation, DQfD): "" = none, else a heuristic policy name
+    # warm start by imitation (phaser.rl.imitation, DQfD): "" = none, else the teacher: a heuristic
+    # policy name, or "lookahead[:<heuristic>]" (the clairvoyant lookahead, phaser.sim.lookahead)
     warm_start: str = ""
+    lookahead_horizon_s: float = 10.0
     demo_episodes: int = 8
     pretrain_updates: int = 2_000
     pretrain_learning_rate: float = 5e-4

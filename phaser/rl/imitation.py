@@ -63,20 +63,48 @@ from phaser.rl.dqn import DQNConfig, hurl_target, make_optimizer
 from phaser.rl.replay import ReplayBuffer
 
 
-def collect(make_env: Callable[[], object], heuristic: str, seeds: list[int], capacity: int) -> tuple[ReplayBuffer, list[float]]:
-    """Transitions of ``heuristic`` on each workload seed; returns the buffer and each episode's mean E2E."""
+def teacher_base(teacher: str) -> str | None:
+    """``"lookahead"`` / ``"lookahead:<heuristic>"`` → the lookahead's base heuristic; a plain
+    heuristic name → None."""
+    if teacher == "lookahead":
+        return "workload-aware"
+    if teacher.startswith("lookahead:"):
+        return teacher.split(":", 1)[1]
+    return None
+
+
+def collect(make_env: Callable[[], object], teacher: str, seeds: list[int], capacity: int,
+            lookahead_horizon_s: float = 10.0) -> tuple[ReplayBuffer, list[float]]:
+    """Transitions of ``teacher`` on each workload seed; returns the buffer and each episode's mean E2E.
+
+    ``teacher`` is a heuristic (``phaser.policies.make_policy(name)``) or
+    ``lookahead[:<heuristic>]``: the clairvoyant one-step lookahead over that
+    heuristic (``phaser.sim.lookahead``, default workload-aware), which reads the
+    simulator's future to choose. A privileged teacher: the network that imitates
+    it sees only the router's features, so it learns what of the lookahead's
+    choices those features can predict (learning from a clairvoyant expert, as
+    in DAgger's and learning-to-search's privileged oracles).
+    """
     from phaser.policies import make_policy
+    from phaser.sim.lookahead import Lookahead
 
     env = make_env()
     rb = ReplayBuffer(capacity, env.obs_dim)
     e2e = []
+    base = teacher_base(teacher)
     for s in seeds:
-        policy = make_policy(heuristic, env.n_instances, s)
         obs, done = env.reset(s), False
+        if base is not None:
+            la = Lookahead(env.sim, make_policy(base, env.n_instances, s), lookahead_horizon_s)
+            act = la.act
+        else:
+            policy = make_policy(teacher, env.n_instances, s)
+
+            def act(policy=policy):
+                a = policy.decide(*env.decision)
+                return env.n_instances if a is None else int(a)
         while not done:
-            job, view = env.decision
-            a = policy.decide(job, view)
-            a = env.n_instances if a is None else int(a)
+            a = act()
             next_obs, r, done, info = env.step(a)
             rb.add(obs, a, r, next_obs, done, info.get("h", 0.0), info.get("ticks", 1.0))
             obs = next_obs

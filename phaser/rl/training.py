@@ -187,7 +187,7 @@ def train_scenario(sc: Scenario, cfg: DQNConfig, episodes: int, seed: int, out: 
         from phaser.rl.imitation import collect, pretrain
 
         demo_seeds = [DEMO_SEED_BASE + 1000 * seed + i for i in range(cfg.demo_episodes)]
-        replay, demo_e2e = collect(make_env, cfg.warm_start, demo_seeds, cfg.buffer_size)
+        replay, demo_e2e = collect(make_env, cfg.warm_start, demo_seeds, cfg.buffer_size, cfg.lookahead_horizon_s)
         init_params, fit = pretrain(replay, n, cfg, seed)
         e2e = float(np.mean(evaluate(sc, rl_policy(init_params), ev_seeds, n_requests, windows)))
         best.update(e2e=e2e, params=init_params, episode=-1)

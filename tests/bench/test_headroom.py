@@ -2,7 +2,8 @@ import json
 
 import pytest
 
-from phaser.bench.headroom import headroom_row, isolated_e2e, lookahead, window_cost
+from phaser.bench.headroom import headroom_row, isolated_e2e, lookahead
+from phaser.sim.lookahead import window_cost
 from phaser.bench.runner import load_requests, run_one, sim_config
 from phaser.bench.scenarios import Scenario
 from phaser.cli.main import main

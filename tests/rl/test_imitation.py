@@ -71,3 +71,22 @@ def test_warm_started_training_run_keeps_the_warm_start_as_a_candidate(tmp_path)
     stats = load_checkpoint(rep.checkpoint).metadata["stats"]
     assert stats["warm_start"] == "workload-aware" and stats["demo_seeds"] == [20_000, 20_001]
     assert (tmp_path / "ck" / "curves.png").stat().st_size > 1000
+
+
+def test_lookahead_teacher_is_the_benchmarks_lookahead():
+    """warm_start=lookahead demonstrates exactly what ``phaser bench headroom`` runs."""
+    from phaser.bench.headroom import lookahead
+    from phaser.bench.runner import load_requests, sim_config
+    from phaser.predictor import CrossFitted
+
+    sc = Scenario("tiny3", "paper-mix", 3, "v100-llama2-7b", 12.0, 60)
+    cfg = DQNConfig(arch="shared")
+    rb, e2e = collect(lambda: RouterEnv.from_config(make_sim_factory(sc), 3, cfg), "lookahead:least-requests", [5],
+                      1000, lookahead_horizon_s=4.0)
+    reqs = load_requests(sc, 5)
+    ref = lookahead(reqs, sim_config(sc), lambda: make_policy("least-requests", 3, 5), predictor=CrossFitted(reqs),
+                    seed=5, horizon_s=4.0)
+    assert rb.size == 60 and e2e[0] == pytest.approx(ref.e2e_mean, abs=1e-12)
+    from phaser.rl.imitation import teacher_base
+
+    assert teacher_base("lookahead") == "workload-aware" and teacher_base("min-min") is None
