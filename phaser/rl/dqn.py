@@ -106,6 +106,17 @@ class DQNConfig:
             raise ValueError(f"unknown variant {self.variant!r}; known: {', '.join(VARIANTS)}")
         if self.arch not in network.ARCHS:
             raise ValueError(f"unknown arch {self.arch!r}; known: {', '.join(network.ARCHS)}")
+        if self.warm_start:
+            from phaser.policies import available
+
+            teacher = self.warm_start.split(":", 1)[1] if self.warm_start.startswith("lookahead:") else (
+                "workload-aware" if self.warm_start == "lookahead" else self.warm_start)
+            heuristics = [n for n in available() if not n.startswith("rl")]
+            if teacher not in heuristics:
+                raise ValueError(f"warm_start {self.warm_start!r}: the teacher must be a heuristic "
+                                 f"({', '.join(heuristics)}) or lookahead[:<heuristic>]")
+        if not self.lookahead_horizon_s > 0:
+            raise ValueError(f"lookahead_horizon_s must be > 0, got {self.lookahead_horizon_s}")
 
     def to_dict(self) -> dict:
         d = dataclasses.asdict(self)

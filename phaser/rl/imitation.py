@@ -44,6 +44,16 @@ fine-tuning, TD updates pulled it to 7.16–7.18 s within a few episodes; with
 it, fine-tuning stayed within 7.116–7.148 s (best 7.1165 s): a tie with the
 heuristic, not a win.
 
+Teacher: ``warm_start`` names a heuristic, or ``lookahead[:<heuristic>]`` —
+the clairvoyant one-step lookahead over that heuristic
+(``phaser.sim.lookahead``), which forks the simulator at every decision and
+reads the future to choose. On azure-code it beats workload-aware by several
+points (``phaser bench headroom``), so unlike a heuristic teacher it leaves the
+student something to gain over the heuristic: the network sees only the
+router's features and learns what of the lookahead's choices they predict.
+Demonstrations cost one simulator fork per instance per decision (about
+0.17 s per decision at 8 instances).
+
 WAIT: when the config masks it (``allow_wait = False``, the default) the
 margin loss is taken over the instance actions only, as the policy never
 considers WAIT.
