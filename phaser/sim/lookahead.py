@@ -22,7 +22,6 @@ from __future__ import annotations
 
 import bisect
 import copy
-import math
 
 from phaser.errors import PhaserError
 
