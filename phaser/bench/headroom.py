@@ -12,7 +12,9 @@ is a deployable policy (both read what no router can know):
   bound on any router's improvement. It is loose: it pretends the load needs no
   batching at all.
 
-* **Clairvoyant lookahead** (``lookahead``): at every routing decision, try each
+* **Clairvoyant lookahead** (``lookahead``; ``clairvoyant=False`` / ``--predicted``
+  for the blindfolded variant that knows only predicted lengths and no future
+  arrivals): at every routing decision, try each
   instance on a copy of the simulator — which knows every request's true output
   length and every future arrival — continue with a base heuristic for
   ``horizon_s`` of virtual time, and take the instance whose window has the least
@@ -66,20 +68,22 @@ class LookaheadResult:
 
 
 def lookahead(requests: list, config, make_base: Callable[[], object], *, predictor=None, seed: int = 0,
-              horizon_s: float = 10.0, on_progress: Callable[[int], None] | None = None) -> LookaheadResult:
-    """Run the clairvoyant one-step lookahead (``phaser.sim.lookahead``) over ``requests``."""
+              horizon_s: float = 10.0, on_progress: Callable[[int], None] | None = None,
+              clairvoyant: bool = True) -> LookaheadResult:
+    """Run the one-step lookahead (``phaser.sim.lookahead``) over ``requests``."""
     from phaser.sim.simulator import ClusterSim
 
     t0 = time.perf_counter()
     sim = ClusterSim(requests, config, predictor=predictor, seed=seed)
-    la = lookahead_run(sim, make_base(), horizon_s, on_progress)
+    la = lookahead_run(sim, make_base(), horizon_s, on_progress, clairvoyant)
     recs = sorted(sim.records, key=lambda r: (r.arrival_s, r.id))
     e2e = float(np.mean([r.e2e_s for r in recs])) if recs else math.nan
     return LookaheadResult(e2e, recs, sim.decisions, la.forks, time.perf_counter() - t0)
 
 
 def headroom_row(sc: Scenario, seed: int, *, base: str = "workload-aware", horizon_s: float = 10.0,
-                 lookahead: bool = True, on_progress: Callable[[int], None] | None = None) -> dict:
+                 lookahead: bool = True, on_progress: Callable[[int], None] | None = None,
+                 clairvoyant: bool = True) -> dict:
     """Round robin, ``base``, the lookahead over ``base`` and the isolated bound on one workload seed;
     improvements are of mean E2E over round robin on the same requests (paired)."""
     from phaser.bench import runner
@@ -100,11 +104,12 @@ def headroom_row(sc: Scenario, seed: int, *, base: str = "workload-aware", horiz
            "round_robin_e2e": rr["e2e_mean"], "base_e2e": bh["e2e_mean"], "base_gain_pct": gain(bh["e2e_mean"]),
            "isolated_e2e": iso, "isolated_gain_pct": gain(iso),
            "lookahead_e2e": None, "lookahead_gain_pct": None, "lookahead_wall_s": None,
+           "lookahead_mode": "clairvoyant" if clairvoyant else "predicted",
            "config": sc.as_dict()}
     if lookahead:
         la = globals()["lookahead"](reqs, runner.sim_config(sc), lambda: make_policy(base, sc.instances, seed),
                                     predictor=CrossFitted(reqs), seed=seed, horizon_s=horizon_s,
-                                    on_progress=on_progress)
+                                    on_progress=on_progress, clairvoyant=clairvoyant)
         row.update(lookahead_e2e=la.e2e_mean, lookahead_gain_pct=gain(la.e2e_mean),
                    lookahead_wall_s=la.wall_seconds)
     return row
@@ -117,7 +122,8 @@ def aggregate_headroom(rows: list[dict]) -> list[dict]:
     out = []
     for name in dict.fromkeys(r["scenario"] for r in rows):
         rs = [r for r in rows if r["scenario"] == name]
-        a = {"scenario": name, "seeds": len(rs), "base": rs[0]["base"], "horizon_s": rs[0]["horizon_s"]}
+        a = {"scenario": name, "seeds": len(rs), "base": rs[0]["base"], "horizon_s": rs[0]["horizon_s"],
+             "lookahead_mode": rs[0].get("lookahead_mode", "clairvoyant")}
         for k in ("round_robin_e2e", "base_e2e", "base_gain_pct", "isolated_e2e", "isolated_gain_pct",
                   "lookahead_e2e", "lookahead_gain_pct"):
             vals = [r[k] for r in rs if r[k] is not None]

@@ -46,9 +46,10 @@ def latency_table(results) -> Table:
 
 def headroom_table(agg: list[dict]) -> Table:
     base = ", ".join(dict.fromkeys(a["base"] for a in agg))
-    hz = ", ".join(dict.fromkeys(f"{a['horizon_s']:g} s" for a in agg if a.get("lookahead_e2e") is not None))
+    hz = ", ".join(dict.fromkeys(f"{a.get('lookahead_mode', 'clairvoyant')}, horizon {a['horizon_s']:g} s"
+                                 for a in agg if a.get("lookahead_e2e") is not None))
     t = Table(title=f"headroom: mean E2E (s), improvement over round robin (%); base heuristic {base}"
-                    + (f", lookahead horizon {hz}" if hz else ""), header_style="bold")
+                    + (f"; lookahead {hz}" if hz else ""), header_style="bold")
     for col in ("scenario", "seeds", "round robin", "base", "base vs RR %",
                 "lookahead", "lookahead vs RR %", "isolated bound", "max possible vs RR %"):
         t.add_column(col, justify="left" if col == "scenario" else "right", no_wrap=True)

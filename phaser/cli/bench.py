@@ -262,6 +262,9 @@ def register(app: typer.Typer) -> None:
         lookahead: bool = typer.Option(True, "--lookahead/--no-lookahead",
                                        help="Run the clairvoyant lookahead (slow: one simulator fork per "
                                             "instance per decision); without it only the isolated bound."),
+        predicted: bool = typer.Option(False, "--predicted",
+                                       help="Blindfold the lookahead to what a router could know: predicted "
+                                            "output lengths, no future arrivals (default: clairvoyant)."),
         json_path: Optional[Path] = typer.Option(None, "--json", help="Write one JSON row per (scenario, seed)."),
     ) -> None:
         """How much could any router gain over round robin? Isolated bound and clairvoyant lookahead."""
@@ -288,7 +291,8 @@ def register(app: typer.Typer) -> None:
                 for sd in range(seed, seed + repeat):
                     task = prog.add_task(f"{sc.name} seed {sd}", total=None)
                     rows.append(headroom_row(sc, sd, base=base, horizon_s=horizon, lookahead=lookahead,
-                                             on_progress=lambda k, task=task: prog.update(task, completed=k)))
+                                             on_progress=lambda k, task=task: prog.update(task, completed=k),
+                                             clairvoyant=not predicted))
                     prog.remove_task(task)
         out = Console(width=max(160, Console().width))
         out.print(headroom_table(aggregate_headroom(rows)))

@@ -231,6 +231,20 @@ class Instance:
         w.append(r)
         self._net = None
 
+    def set_output_lengths(self, length_of) -> None:
+        """What-if support for simulator forks (``phaser.sim.lookahead``): replace the
+        output length of every queued and running request by ``length_of(id, produced)``
+        — at least one more token than produced, at most what fits the KV cache.
+        Never used on a real run, whose lengths are the oracle's."""
+        if self._open is not None:
+            self._close()
+        fit = (self.kv.total - self.kv.watermark_blocks) * self.bt
+        for r in (*self.running, *self.waiting):
+            n = min(int(length_of(r.id, r.gen)), fit - r.prompt)
+            r.output = max(n, r.gen + 1)
+        self._agg = None
+        self._net = None
+
     def cached_prefix_len(self, prefix_ids) -> int:
         """Prompt tokens a request with these ``prefix_ids`` would find cached here now."""
         if self._open is not None:

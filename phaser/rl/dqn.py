@@ -91,7 +91,8 @@ class DQNConfig:
     # HuRL λ never exceeds this (1 = the paper's full decay to plain Double DQN)
     lam_max: float = 1.0
     # warm start by imitation (phaser.rl.imitation, DQfD): "" = none, else the teacher: a heuristic
-    # policy name, or "lookahead[:<heuristic>]" (the clairvoyant lookahead, phaser.sim.lookahead)
+    # policy name, or "[predicted-]lookahead[:<heuristic>]" (phaser.sim.lookahead; clairvoyant, or
+    # blindfolded to predicted lengths)
     warm_start: str = ""
     lookahead_horizon_s: float = 10.0
     demo_episodes: int = 8
@@ -109,12 +110,14 @@ class DQNConfig:
         if self.warm_start:
             from phaser.policies import available
 
-            teacher = self.warm_start.split(":", 1)[1] if self.warm_start.startswith("lookahead:") else (
-                "workload-aware" if self.warm_start == "lookahead" else self.warm_start)
+            from phaser.rl.imitation import parse_teacher
+
+            teacher, _ = parse_teacher(self.warm_start)
             heuristics = [n for n in available() if not n.startswith("rl")]
             if teacher not in heuristics:
                 raise ValueError(f"warm_start {self.warm_start!r}: the teacher must be a heuristic "
-                                 f"({', '.join(heuristics)}) or lookahead[:<heuristic>]")
+                                 f"({', '.join(heuristics)}), lookahead[:<heuristic>] or "
+                                 f"predicted-lookahead[:<heuristic>]")
         if not self.lookahead_horizon_s > 0:
             raise ValueError(f"lookahead_horizon_s must be > 0, got {self.lookahead_horizon_s}")
 

@@ -73,14 +73,18 @@ from phaser.rl.dqn import DQNConfig, hurl_target, make_optimizer
 from phaser.rl.replay import ReplayBuffer
 
 
-def teacher_base(teacher: str) -> str | None:
-    """``"lookahead"`` / ``"lookahead:<heuristic>"`` → the lookahead's base heuristic; a plain
-    heuristic name → None."""
-    if teacher == "lookahead":
-        return "workload-aware"
-    if teacher.startswith("lookahead:"):
-        return teacher.split(":", 1)[1]
-    return None
+LOOKAHEAD_TEACHERS = {"lookahead": True, "predicted-lookahead": False}
+
+
+def parse_teacher(teacher: str) -> tuple[str, bool | None]:
+    """``"min-min"`` → ("min-min", None): that heuristic; ``"lookahead[:<heuristic>]"`` →
+    (heuristic, True): the clairvoyant lookahead over it (default workload-aware);
+    ``"predicted-lookahead[:<heuristic>]"`` → (heuristic, False): the lookahead
+    blindfolded to predicted lengths and no future arrivals."""
+    head, _, base = teacher.partition(":")
+    if head in LOOKAHEAD_TEACHERS:
+        return base or "workload-aware", LOOKAHEAD_TEACHERS[head]
+    return teacher, None
 
 
 def collect(make_env: Callable[[], object], teacher: str, seeds: list[int], capacity: int,
@@ -90,7 +94,8 @@ def collect(make_env: Callable[[], object], teacher: str, seeds: list[int], capa
     ``teacher`` is a heuristic (``phaser.policies.make_policy(name)``) or
     ``lookahead[:<heuristic>]``: the clairvoyant one-step lookahead over that
     heuristic (``phaser.sim.lookahead``, default workload-aware), which reads the
-    simulator's future to choose. A privileged teacher: the network that imitates
+    simulator's future to choose; ``predicted-lookahead[:<heuristic>]`` is the
+    same lookahead blindfolded to predicted lengths and no future arrivals. A privileged teacher: the network that imitates
     it sees only the router's features, so it learns what of the lookahead's
     choices those features can predict (learning from a clairvoyant expert, as
     in DAgger's and learning-to-search's privileged oracles).
@@ -101,11 +106,11 @@ def collect(make_env: Callable[[], object], teacher: str, seeds: list[int], capa
     env = make_env()
     rb = ReplayBuffer(capacity, env.obs_dim)
     e2e = []
-    base = teacher_base(teacher)
+    base, clairvoyant = parse_teacher(teacher)
     for s in seeds:
         obs, done = env.reset(s), False
-        if base is not None:
-            la = Lookahead(env.sim, make_policy(base, env.n_instances, s), lookahead_horizon_s)
+        if clairvoyant is not None:
+            la = Lookahead(env.sim, make_policy(base, env.n_instances, s), lookahead_horizon_s, clairvoyant)
             act = la.act
         else:
             policy = make_policy(teacher, env.n_instances, s)

@@ -8,6 +8,13 @@ least total time-in-system (``window_cost``; by Little's law the latency all
 requests accrue in the window). It never waits. This is one step of policy
 improvement over the base policy with perfect information.
 
+``clairvoyant=False`` blindfolds every fork to what a router could know: no
+future arrivals, and the predictor's lengths instead of the true ones (the
+mean at arrival; produced + mean for a request already decoding). The gap
+between the two modes is the part of the lookahead's gain that comes from
+knowing the future rather than from planning. Either way the forks see the
+engines' exact state, which a live router only estimates.
+
 It reads what no router can know, so it is not a routing policy: it is a
 reference for the benchmark (``phaser bench headroom``) and a privileged
 teacher for the learned router (``phaser.rl.imitation``, ``warm_start=lookahead``),
@@ -48,13 +55,16 @@ class Lookahead:
     with that decision so the base policy's own state (e.g. a rotation) stays in step
     with the real run; ``act()`` does both and returns the instance."""
 
-    def __init__(self, sim, base, horizon_s: float = 10.0):
+    def __init__(self, sim, base, horizon_s: float = 10.0, clairvoyant: bool = True):
         if not horizon_s > 0:
             raise PhaserError(f"lookahead horizon must be > 0 s, got {horizon_s}")
         self.sim, self.base, self.horizon_s = sim, base, float(horizon_s)
+        self.clairvoyant = bool(clairvoyant)
         reqs = sim._reqs  # arrival-sorted by ClusterSim
-        self.arrivals = [r.arrival_s for r in reqs]
-        self.ids = [r.id for r in reqs]
+        self.arrivals = [r.arrival_s for r in reqs] if clairvoyant else []
+        self.ids = [r.id for r in reqs] if clairvoyant else []
+        self._by_id = {r.id: r for r in reqs}
+        self._mean: dict[str, float] = {}
         memo = {id(r): r for r in reqs}
         memo[id(reqs)] = reqs
         memo[id(sim.predictor)] = sim.predictor
@@ -76,11 +86,36 @@ class Lookahead:
         for a in range(sim.n):
             s2, b2 = copy.deepcopy((sim, self.base), dict(self._memo))
             self.forks += 1
+            if not self.clairvoyant:
+                self._blindfold(s2)
             s2.apply(a)
             while (d := s2.next_decision()) is not None and s2.now <= end:
                 s2.apply(b2.decide(d[0], d[1]))
             out.append(window_cost(s2, now, end, self.arrivals, self.ids, in_system))
         return out
+
+    def _predicted(self, rid: str, produced: int) -> int:
+        """Output length the fork assumes: the predictor's mean at arrival, and for a
+        request that has produced tokens, produced + that mean (memoryless: a request
+        past its expected length is expected to run about as long again)."""
+        mu = self._mean.get(rid)
+        if mu is None:
+            mu = self._mean[rid] = max(1.0, float(self.sim.predictor.predict(self._by_id[rid])[0]))
+        return round(mu) if produced == 0 else produced + round(mu)
+
+    def _blindfold(self, s2) -> None:
+        """Make a fork know only what a router could: no future arrivals, and predicted
+        instead of true output lengths for every request in the system."""
+        s2._reqs = s2._reqs[:s2._next_arrival]
+        for i, inst in enumerate(s2.instances):
+            inst.set_output_lengths(self._predicted)
+            s2._reschedule(i)
+        fit = min((k.kv.total - k.kv.watermark_blocks) * k.bt for k in s2.instances)
+        s2.queue = type(s2.queue)(
+            (job, req.model_copy(update={"output_tokens": max(1, min(self._predicted(req.id, 0),
+                                                                     fit - req.prompt_tokens))}))
+            for job, req in s2.queue)
+        s2._pending = s2.queue[0]
 
     def choose(self) -> int:
         c = self.costs()
@@ -96,9 +131,9 @@ class Lookahead:
         return a
 
 
-def lookahead_run(sim, base, horizon_s: float = 10.0, on_progress=None) -> Lookahead:
+def lookahead_run(sim, base, horizon_s: float = 10.0, on_progress=None, clairvoyant: bool = True) -> Lookahead:
     """Run ``sim`` to the end with the lookahead choosing every decision."""
-    la = Lookahead(sim, base, horizon_s)
+    la = Lookahead(sim, base, horizon_s, clairvoyant)
     while sim.next_decision() is not None:
         sim.apply(la.act())
         if on_progress is not None:

@@ -81,3 +81,87 @@ def test_headroom_row_and_cli(tmp_path, capsys):
     assert main(["bench", "headroom", "--base", "rl-guided"]) == 2
     assert main(["bench", "headroom", "--horizon", "-1"]) == 2
     assert main(["bench", "headroom", "--scenario", "nope"]) == 2
+
+
+def test_set_output_lengths_rewrites_what_the_engine_will_produce():
+    from phaser.engine.instance import Instance
+    from phaser.engine.profiles import get_profile
+
+    reqs = load_requests(TINY, 2)[:3]
+    inst = Instance(0, get_profile(TINY.profile))
+    for r in reqs:
+        inst.add(r, reqs[-1].arrival_s)
+    inst.advance(reqs[-1].arrival_s + 0.5)  # mid-decode, possibly inside an open span
+    produced = dict(inst.in_flight())
+    assert produced and all(g > 0 for g in produced.values())
+    inst.set_output_lengths(lambda rid, g: g + 3)
+    recs = inst.advance(float("inf"))
+    assert {r.id: r.output_tokens for r in recs} == {rid: g + 3 for rid, g in produced.items()}
+
+
+@pytest.mark.parametrize("clairvoyant", [True, False])
+def test_lookahead_forks_leave_the_real_run_untouched(clairvoyant):
+    from phaser.sim.lookahead import Lookahead
+    from phaser.sim.simulator import ClusterSim
+
+    sc = Scenario("tiny3", "paper-mix", 3, "v100-llama2-7b", 12.0, 50)
+    reqs = load_requests(sc, 4)
+
+    def run(probe: bool):
+        sim = ClusterSim(reqs, sim_config(sc), predictor=CrossFitted(reqs), seed=4)
+        pol = make_policy("least-requests", 3, 4)
+        la = Lookahead(sim, make_policy("least-requests", 3, 4), 3.0, clairvoyant) if probe else None
+        while (d := sim.next_decision()) is not None:
+            if la is not None:
+                assert len(la.costs()) == 3
+            sim.apply(pol.decide(*d))
+        return [(r.id, r.instance, r.finish_s) for r in sorted(sim.records, key=lambda r: r.id)]
+
+    assert run(True) == run(False)
+
+
+def test_predicted_lookahead_never_reads_the_future():
+    """Blindfolded, decisions before time T cannot depend on anything that arrives after T."""
+    sc = Scenario("tiny4", "paper-mix", 3, "v100-llama2-7b", 12.0, 90)
+    reqs = load_requests(sc, 1)
+    k = 45
+    other = reqs[:k] + [r.model_copy(update={"output_tokens": 3 * r.output_tokens + 7}) for r in reqs[k:]]
+
+    def placements(rs, clairvoyant):
+        res = lookahead(rs, sim_config(sc), lambda: make_policy("round-robin", 3, 1), predictor=CrossFitted(reqs),
+                        seed=1, horizon_s=5.0, clairvoyant=clairvoyant)
+        assert len(res.records) == 90 and res.forks == 270
+        return {r.id: r.instance for r in res.records}
+
+    first = {r.id for r in reqs[:k]}
+    a, b = placements(reqs, False), placements(other, False)
+    assert {i: a[i] for i in first} == {i: b[i] for i in first}
+    c, d = placements(reqs, True), placements(other, True)
+    assert {i: c[i] for i in first} != {i: d[i] for i in first}  # the clairvoyant one does look ahead
+
+
+def test_blindfold_swaps_true_lengths_for_predictions():
+    import copy
+
+    from phaser.sim.lookahead import Lookahead
+    from phaser.sim.simulator import ClusterSim
+
+    sc = Scenario("tiny3", "paper-mix", 3, "v100-llama2-7b", 12.0, 50)
+    reqs = load_requests(sc, 4)
+    sim = ClusterSim(reqs, sim_config(sc), predictor=CrossFitted(reqs), seed=4)
+    pol = make_policy("round-robin", 3, 4)
+    for _ in range(30):
+        sim.apply(pol.decide(*sim.next_decision()))
+    sim.next_decision()
+    la = Lookahead(sim, pol, 3.0, clairvoyant=False)
+    s2 = copy.deepcopy(sim)
+    la._blindfold(s2)
+    assert len(s2._reqs) == sim._next_arrival < len(reqs)
+    seen = 0
+    for inst in s2.instances:
+        for r in (*inst.running, *inst.waiting):
+            assert r.output == max(la._predicted(r.id, r.gen), r.gen + 1)
+            seen += 1
+    assert seen > 0
+    assert all(req.output_tokens == la._predicted(req.id, 0) for _, req in s2.queue)
+    assert len(sim._reqs) == len(reqs)  # the real run keeps its future

@@ -87,6 +87,8 @@ def test_lookahead_teacher_is_the_benchmarks_lookahead():
     ref = lookahead(reqs, sim_config(sc), lambda: make_policy("least-requests", 3, 5), predictor=CrossFitted(reqs),
                     seed=5, horizon_s=4.0)
     assert rb.size == 60 and e2e[0] == pytest.approx(ref.e2e_mean, abs=1e-12)
-    from phaser.rl.imitation import teacher_base
+    from phaser.rl.imitation import parse_teacher
 
-    assert teacher_base("lookahead") == "workload-aware" and teacher_base("min-min") is None
+    assert parse_teacher("lookahead") == ("workload-aware", True)
+    assert parse_teacher("predicted-lookahead:min-min") == ("min-min", False)
+    assert parse_teacher("min-min") == ("min-min", None)
