@@ -31,3 +31,29 @@ def test_default_routes_a_short_run_of_every_scenario_size(variant, name):
     res = simulate(reqs, policy, sim_config(sc), predictor=CrossFitted(reqs), seed=0)
     assert res.summary["n_requests"] == len(reqs) == len(res.records) == 60
     assert res.summary["decisions"] == 60 and res.summary["e2e_mean"] > 0.0
+
+
+def test_shipped_azure_code_router_reproduces_its_held_out_win():
+    """phaser/checkpoints/rl-guided-azure-code: re-evaluated from the shipped weights on the
+    held-out test windows, it gives the figures its metadata (and the READMEs) report, and
+    beats workload-aware there."""
+    from pathlib import Path
+
+    from phaser.bench.scenarios import get_scenario
+    from phaser.rl.training import evaluate
+    from phaser.rl.windows import TraceWindows, paired_gain
+
+    root = Path(__file__).resolve().parents[2] / "phaser" / "checkpoints" / "rl-guided-azure-code"
+    ck = load_checkpoint(root)
+    stats = ck.metadata["stats"]
+    assert ck.variant == "rl-guided" and ck.metadata["workload"] == "azure-code"
+    assert stats["warm_start"] == "predicted-lookahead"
+    sc = get_scenario("azure-code")
+    w = TraceWindows("azure-code", window_s=stats["windows"]["window_s"])
+    test = w.seeds("test")
+    rl = evaluate(sc, lambda s: make_policy("rl-guided", sc.instances, s, checkpoint=str(root)), test, None, w)
+    wa = evaluate(sc, lambda s: make_policy("workload-aware", sc.instances, s), test, None, w)
+    assert rl == pytest.approx(stats["test_e2e_per_window"]["rl-guided"], abs=1e-9)
+    assert wa == pytest.approx(stats["test_e2e_per_window"]["workload-aware"], abs=1e-9)
+    gain, half = paired_gain(rl, wa)
+    assert gain - half > 0.0, f"held-out gain vs workload-aware {gain:+.2f} ± {half:.2f} %"
