@@ -71,6 +71,12 @@ if TYPE_CHECKING:  # pragma: no cover
 OVERDUE_MIN_TOKENS = 16.0
 
 
+def overdue_remaining(produced: float) -> float:
+    """Expected decode tokens left of a request that has outlived its prediction after
+    ``produced`` tokens (see the module docstring; also ``phaser.sim.lookahead``)."""
+    return max(OVERDUE_MIN_TOKENS, produced)
+
+
 @dataclass(slots=True)
 class _Req:
     id: str
@@ -255,7 +261,7 @@ class InstanceView:
             if r is None or not r.decoding or r.finish != f:
                 continue
             produced = self._D - r.d0
-            r.finish = self._D + max(OVERDUE_MIN_TOKENS, produced)
+            r.finish = self._D + overdue_remaining(produced)
             self._sum_finish += r.finish - f
             heapq.heappush(fh, (r.finish, rid))
 
