@@ -82,7 +82,7 @@ def lookahead(requests: list, config, make_base: Callable[[], object], *, predic
 
 
 def headroom_row(sc: Scenario, seed: int, *, base: str = "workload-aware", horizon_s: float = 10.0,
-                 lookahead: bool = True, on_progress: Callable[[int], None] | None = None,
+                 with_lookahead: bool = True, on_progress: Callable[[int], None] | None = None,
                  clairvoyant: bool = True) -> dict:
     """Round robin, ``base``, the lookahead over ``base`` and the isolated bound on one workload seed;
     improvements are of mean E2E over round robin on the same requests (paired)."""
@@ -106,10 +106,10 @@ def headroom_row(sc: Scenario, seed: int, *, base: str = "workload-aware", horiz
            "lookahead_e2e": None, "lookahead_gain_pct": None, "lookahead_wall_s": None,
            "lookahead_mode": "clairvoyant" if clairvoyant else "predicted",
            "config": sc.as_dict()}
-    if lookahead:
-        la = globals()["lookahead"](reqs, runner.sim_config(sc), lambda: make_policy(base, sc.instances, seed),
-                                    predictor=CrossFitted(reqs), seed=seed, horizon_s=horizon_s,
-                                    on_progress=on_progress, clairvoyant=clairvoyant)
+    if with_lookahead:
+        la = lookahead(reqs, runner.sim_config(sc), lambda: make_policy(base, sc.instances, seed),
+                       predictor=CrossFitted(reqs), seed=seed, horizon_s=horizon_s,
+                       on_progress=on_progress, clairvoyant=clairvoyant)
         row.update(lookahead_e2e=la.e2e_mean, lookahead_gain_pct=gain(la.e2e_mean),
                    lookahead_wall_s=la.wall_seconds)
     return row

@@ -290,7 +290,7 @@ def register(app: typer.Typer) -> None:
             for sc in scs:
                 for sd in range(seed, seed + repeat):
                     task = prog.add_task(f"{sc.name} seed {sd}", total=None)
-                    rows.append(headroom_row(sc, sd, base=base, horizon_s=horizon, lookahead=lookahead,
+                    rows.append(headroom_row(sc, sd, base=base, horizon_s=horizon, with_lookahead=lookahead,
                                              on_progress=lambda k, task=task: prog.update(task, completed=k),
                                              clairvoyant=not predicted))
                     prog.remove_task(task)

@@ -39,11 +39,12 @@ from phaser.cluster.view import overdue_remaining
 from phaser.errors import PhaserError
 
 
-def window_cost(sim, start: float, end: float, arrivals: list[float], ids: list[str], in_system: set[str]) -> float:
+def window_cost(records, start: float, end: float, arrivals: list[float], ids: list[str],
+                in_system: set[str]) -> float:
     """Σ over requests of their time in the system inside [start, end]: those in the
-    system at ``start`` (``in_system``) and those arriving in (start, end]. ``sim``
-    must have been run past ``end`` (or to the end)."""
-    finish = {r.id: r.finish_s for r in sim.records if r.finish_s > start}
+    system at ``start`` (``in_system``) and those arriving in (start, end].
+    ``records``: the completions of a simulator run past ``end`` (or to the end)."""
+    finish = {r.id: r.finish_s for r in records if r.finish_s > start}
     cost = 0.0
     for rid in in_system:
         cost += min(finish.get(rid, end), end) - start
@@ -89,15 +90,22 @@ class Lookahead:
         end = now + self.horizon_s
         in_system = set(sim._assigned) | {req.id for _, req in sim.queue}
         out = []
-        for a in range(sim.n):
-            s2, b2 = copy.deepcopy((sim, self.base), dict(self._memo))
-            self.forks += 1
-            if not self.clairvoyant:
-                self._blindfold(s2)
-            s2.apply(a)
-            while (d := s2.next_decision()) is not None and s2.now <= end:
-                s2.apply(b2.decide(d[0], d[1]))
-            out.append(window_cost(s2, now, end, self.arrivals, self.ids, in_system))
+        # the run's history (finished records, ids seen) is no fork's business: it only
+        # grows, and copying it per fork would make a whole run quadratic
+        history = sim.records, sim._seen
+        sim.records, sim._seen = [], set()
+        try:
+            for a in range(sim.n):
+                s2, b2 = copy.deepcopy((sim, self.base), dict(self._memo))
+                self.forks += 1
+                if not self.clairvoyant:
+                    self._blindfold(s2)
+                s2.apply(a)
+                while (d := s2.next_decision()) is not None and s2.now <= end:
+                    s2.apply(b2.decide(d[0], d[1]))
+                out.append(window_cost(s2.records, now, end, self.arrivals, self.ids, in_system))
+        finally:
+            sim.records, sim._seen = history
         return out
 
     def _predicted(self, rid: str, produced: int) -> int:

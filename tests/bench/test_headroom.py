@@ -39,17 +39,12 @@ class _Rec:
         self.id, self.finish_s = rid, finish
 
 
-class _Sim:
-    def __init__(self, recs):
-        self.records = recs
-
-
 def test_window_cost_counts_time_in_system_inside_the_window():
     # window [10, 20]; "a" in system since 5, finishes at 12 -> 2; "b" in system, never finishes -> 10;
     # "c" arrives at 15, finishes 18 -> 3; "d" arrives at 19, open -> 1; "e" arrives at 25 -> 0; "z" done at 8 -> 0
-    sim = _Sim([_Rec("z", 8.0), _Rec("a", 12.0), _Rec("c", 18.0)])
+    records = [_Rec("z", 8.0), _Rec("a", 12.0), _Rec("c", 18.0)]
     arrivals, ids = [2.0, 5.0, 15.0, 19.0, 25.0], ["z", "a", "c", "d", "e"]
-    assert window_cost(sim, 10.0, 20.0, arrivals, ids, {"a", "b"}) == pytest.approx(2 + 10 + 3 + 1)
+    assert window_cost(records, 10.0, 20.0, arrivals, ids, {"a", "b"}) == pytest.approx(2 + 10 + 3 + 1)
 
 
 def test_lookahead_improves_on_its_base_and_is_deterministic():
@@ -69,7 +64,7 @@ def test_lookahead_improves_on_its_base_and_is_deterministic():
 
 
 def test_headroom_row_and_cli(tmp_path, capsys):
-    row = headroom_row(TINY, 0, base="least-requests", lookahead=False)
+    row = headroom_row(TINY, 0, base="least-requests", with_lookahead=False)
     assert row["lookahead_e2e"] is None and row["isolated_gain_pct"] > 0
     assert row["isolated_gain_pct"] >= row["base_gain_pct"]
     out = tmp_path / "h.json"
