@@ -1,4 +1,4 @@
-"""Clairvoyant one-step lookahead on a live ``ClusterSim``: which instance is best *here*?
+"""One-step lookahead on a live ``ClusterSim``: which instance is best *here*?
 
 At the simulator's pending decision, ``Lookahead.choose()`` tries every
 instance on a copy of the simulator — which knows every request's true output
@@ -122,7 +122,7 @@ class Lookahead:
     def _blindfold(self, s2) -> None:
         """Make a fork know only what a router could: no future arrivals, and predicted
         instead of true output lengths for every request in the system."""
-        s2._reqs = s2._reqs[:s2._next_arrival]
+        s2._reqs, s2._next_arrival = [], 0  # nothing more will arrive
         for i, inst in enumerate(s2.instances):
             inst.set_output_lengths(self._predicted)
             s2._reschedule(i)
