@@ -22,7 +22,7 @@ engines' exact state, which a live router only estimates.
 
 It reads what no router can know, so it is not a routing policy: it is a
 reference for the benchmark (``phaser bench headroom``) and a privileged
-teacher for the learned router (``phaser.rl.imitation``, ``warm_start=lookahead``),
+teacher for the learned router (``phaser.rl.imitation``, ``warm_start=[predicted-]lookahead``),
 whose network sees only the router's features.
 
 Forks are ``copy.deepcopy`` of (simulator, base policy) with a memo that keeps
