@@ -260,14 +260,14 @@ def register(app: typer.Typer) -> None:
                                  help="Heuristic the lookahead continues with (and improves on)."),
         horizon: float = typer.Option(10.0, "--horizon", help="Lookahead window in simulated seconds."),
         lookahead: bool = typer.Option(True, "--lookahead/--no-lookahead",
-                                       help="Run the clairvoyant lookahead (slow: one simulator fork per "
+                                       help="Run the lookahead (slow: one simulator fork per "
                                             "instance per decision); without it only the isolated bound."),
         predicted: bool = typer.Option(False, "--predicted",
                                        help="Blindfold the lookahead to what a router could know: predicted "
                                             "output lengths, no future arrivals (default: clairvoyant)."),
         json_path: Optional[Path] = typer.Option(None, "--json", help="Write one JSON row per (scenario, seed)."),
     ) -> None:
-        """How much could any router gain over round robin? Isolated bound and clairvoyant lookahead."""
+        """How much could any router gain over round robin? Isolated bound and one-step lookahead."""
         from rich.console import Console
         from rich.progress import Progress
 
