@@ -28,22 +28,13 @@ import numpy as np
 from phaser.bench.scenarios import Scenario
 from phaser.bench.stats import mean_ci
 from phaser.errors import PhaserError
-from phaser.policies import available, make_policy
+from phaser.policies import available, heuristics, is_learned, make_policy  # noqa: F401  (re-exported)
 
 #: metrics aggregated over repeats and shown in the table
 METRICS = ("e2e_mean", "e2e_p50", "e2e_p90", "e2e_p99", "ttft_mean", "ttft_p50", "ttft_p90", "ttft_p99",
            "tbt_mean", "tbt_p99", "router_wait_mean", "preemptions")
 ROW_FIELDS = ("scenario", "policy", "workload", "instances", "profile", "seed", "n_requests", "rate",
               *METRICS, "simulated_seconds", "wall_seconds")
-
-
-def is_learned(name: str) -> bool:
-    """Learned (RL) policies: ``rl`` and ``rl-*``; they need a checkpoint."""
-    return name == "rl" or name.startswith("rl-")
-
-
-def heuristics() -> list[str]:
-    return [n for n in available() if not is_learned(n)]
 
 
 def resolve_policies(spec: str) -> list[str]:

@@ -4,9 +4,9 @@ in ``base``. ``load_all`` imports every module so each registers itself."""
 import importlib
 import pkgutil
 
-from phaser.policies.base import WAIT, Policy, available, make_policy, register
+from phaser.policies.base import WAIT, Policy, available, heuristics, is_learned, make_policy, register
 
-__all__ = ["WAIT", "Policy", "available", "make_policy", "register", "load_all"]
+__all__ = ["WAIT", "Policy", "available", "heuristics", "is_learned", "make_policy", "register", "load_all"]
 
 
 def load_all() -> None:

@@ -53,6 +53,16 @@ def available() -> list[str]:
     return sorted(_REGISTRY)
 
 
+def is_learned(name: str) -> bool:
+    """Learned (RL) policies: ``rl`` and ``rl-*``; they need a checkpoint."""
+    return name == "rl" or name.startswith("rl-")
+
+
+def heuristics() -> list[str]:
+    """Every registered policy that is not learned."""
+    return [n for n in available() if not is_learned(n)]
+
+
 def make_policy(name: str, n_instances: int, seed: int = 0, **options) -> Policy:
     """Build a policy by name. Unknown names raise ``PhaserError`` listing the known ones."""
     names = available()

@@ -108,15 +108,13 @@ class DQNConfig:
         if self.arch not in network.ARCHS:
             raise ValueError(f"unknown arch {self.arch!r}; known: {', '.join(network.ARCHS)}")
         if self.warm_start:
-            from phaser.policies import available
-
+            from phaser.policies import heuristics
             from phaser.rl.imitation import parse_teacher
 
             teacher, _ = parse_teacher(self.warm_start)
-            heuristics = [n for n in available() if not n.startswith("rl")]
-            if teacher not in heuristics:
+            if teacher not in heuristics():
                 raise ValueError(f"warm_start {self.warm_start!r}: the teacher must be a heuristic "
-                                 f"({', '.join(heuristics)}), lookahead[:<heuristic>] or "
+                                 f"({', '.join(heuristics())}), lookahead[:<heuristic>] or "
                                  f"predicted-lookahead[:<heuristic>]")
         if not self.lookahead_horizon_s > 0:
             raise ValueError(f"lookahead_horizon_s must be > 0, got {self.lookahead_horizon_s}")

@@ -44,15 +44,18 @@ fine-tuning, TD updates pulled it to 7.16–7.18 s within a few episodes; with
 it, fine-tuning stayed within 7.116–7.148 s (best 7.1165 s): a tie with the
 heuristic, not a win.
 
-Teacher: ``warm_start`` names a heuristic, or ``lookahead[:<heuristic>]`` —
-the clairvoyant one-step lookahead over that heuristic
-(``phaser.sim.lookahead``), which forks the simulator at every decision and
-reads the future to choose. On azure-code it beats workload-aware by several
-points (``phaser bench headroom``), so unlike a heuristic teacher it leaves the
-student something to gain over the heuristic: the network sees only the
-router's features and learns what of the lookahead's choices they predict.
-Demonstrations cost one simulator fork per instance per decision (about
-0.17 s per decision at 8 instances).
+Teacher: ``warm_start`` names a heuristic, ``lookahead[:<heuristic>]`` — the
+clairvoyant one-step lookahead over that heuristic (``phaser.sim.lookahead``),
+which forks the simulator at every decision and reads the future to choose —
+or ``predicted-lookahead[:<heuristic>]``, the same lookahead blindfolded to
+what a router knows. On azure-code both beat workload-aware (``phaser bench
+headroom``), so unlike a heuristic teacher they leave the student something
+to gain over the heuristic; the network sees only the router's features and
+learns what of the teacher's choices they predict. Students of the
+clairvoyant teacher tied workload-aware on held-out windows, students of the
+blindfolded one beat it (``phaser/checkpoints/README.md``). Demonstrations
+cost one simulator fork per instance per decision (about 0.07 s per decision
+on azure-code).
 
 WAIT: when the config masks it (``allow_wait = False``, the default) the
 margin loss is taken over the instance actions only, as the policy never
@@ -95,10 +98,10 @@ def collect(make_env: Callable[[], object], teacher: str, seeds: list[int], capa
     ``lookahead[:<heuristic>]``: the clairvoyant one-step lookahead over that
     heuristic (``phaser.sim.lookahead``, default workload-aware), which reads the
     simulator's future to choose; ``predicted-lookahead[:<heuristic>]`` is the
-    same lookahead blindfolded to predicted lengths and no future arrivals. A privileged teacher: the network that imitates
-    it sees only the router's features, so it learns what of the lookahead's
-    choices those features can predict (learning from a clairvoyant expert, as
-    in DAgger's and learning-to-search's privileged oracles).
+    same lookahead blindfolded to predicted lengths and no future arrivals.
+    The network that imitates either sees only the router's features, so it
+    learns what of the teacher's choices those features can predict (learning
+    from a privileged expert, as in DAgger's and learning-to-search's oracles).
     """
     from phaser.policies import make_policy
     from phaser.sim.lookahead import Lookahead

@@ -105,10 +105,10 @@ def evaluate(sc: Scenario, policy_factory: Callable[[int], object], seeds: list[
 def heuristic_per_seed(sc: Scenario, seeds: list[int], n_requests: int | None = None,
                        names: list[str] | None = None, windows: TraceWindows | None = None) -> dict[str, list[float]]:
     """Mean E2E on each of ``seeds`` of round-robin and every heuristic candidate."""
-    from phaser.policies import available, make_policy
+    from phaser.policies import heuristics, make_policy
 
     if names is None:
-        names = [p for p in available() if not p.startswith("rl") and p not in NOT_CANDIDATES]
+        names = [p for p in heuristics() if p not in NOT_CANDIDATES]
     return {name: evaluate(sc, lambda s, nm=name: make_policy(nm, sc.instances, s), seeds, n_requests, windows)
             for name in names}
 
