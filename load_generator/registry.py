@@ -4,6 +4,7 @@ A spec is a workload name or a file path, optionally followed by options and
 joined with others into a mix::
 
     paper-mix                          # the paper's five-task mix, Poisson at 20 req/s
+    paper-mix-uniform                  # the same tasks, 20 % each (not the paper's shares)
     paper-mix?cv=3                     # same lengths, Gamma arrivals with CV 3 (bursty)
     sharegpt?amp=0.5&period=60         # sinusoidal rate: mean*(1 + 0.5 sin(2 pi t / 60 s))
     arxiv-summarization?steps=30x10/30x40   # piecewise: 30 s at 10 req/s, 30 s at 40, repeating
@@ -12,7 +13,8 @@ joined with others into a mix::
     paper-mix@0.8+azure-code@0.2       # mix by share of requests (superposed streams)
 
 Named workloads:
-* ``paper-mix`` — synthetic (``synthetic/paper_mix.py``).
+* ``paper-mix`` — synthetic (``synthetic/paper_mix.py``), tasks in the paper's
+  dataset proportions; ``paper-mix-uniform`` — the same tasks at 20 % each.
 * ``azure-conv``, ``azure-code`` — the vendored Azure 2023 traces, replayed.
 * ``sharegpt``, ``arxiv-summarization`` — (prompt, decode) pairs drawn from the
   vendored length files, with synthetic arrivals.
@@ -62,7 +64,7 @@ LENGTH_FILES = {
     "sharegpt": "sarathi_sharegpt_8k_filtered_stats_llama2_tokenizer.csv",
     "arxiv-summarization": "vidur_arxiv_summarization_stats_llama2_tokenizer_filtered_v2.csv",
 }
-NAMES = ("paper-mix", *TRACE_FILES, *LENGTH_FILES)
+NAMES = ("paper-mix", "paper-mix-uniform", *TRACE_FILES, *LENGTH_FILES)
 ARRIVAL_OPTIONS = {"cv", "amp", "period", "steps"}
 OPTIONS = ARRIVAL_OPTIONS | {"speed"}
 
@@ -177,10 +179,10 @@ def _single(spec: str, n, rate, duration_s, seed) -> Trace:
     base, opts = _split_options(spec.strip())
     syn_rate = PAPER_RATE if rate is None else rate
     syn_n = PAPER_REQUESTS if (n is None and duration_s is None) else n
-    if base == "paper-mix":
+    if base in ("paper-mix", "paper-mix-uniform"):
         rng = np.random.default_rng([seed, 1])  # arrival stream independent of the length draws
         times = _arrival_times(syn_n, syn_rate, duration_s, opts, rng)
-        return paper_mix(len(times), times, seed=seed)
+        return paper_mix(len(times), times, seed=seed, name=base)
     if base in LENGTH_FILES:
         return _from_lengths(_lengths_cached(str(DATA_DIR / LENGTH_FILES[base])), base, syn_n, syn_rate,
                              duration_s, seed, opts)

@@ -56,10 +56,13 @@ class SimConfig:
     """Cluster and router settings of one simulation.
 
     ``profiles`` (one profile name per instance, heterogeneous allowed) wins over
-    ``instances`` × ``profile``."""
+    ``instances`` × ``profile``. After construction the three always agree:
+    ``profiles`` is the instance list, ``instances == len(profiles)`` and
+    ``profile`` is the common profile (``None`` for a mixed cluster), so a
+    serialized config names the cluster that ran."""
 
     instances: int = 8
-    profile: str = "a100-llama3-8b"
+    profile: str | None = "a100-llama3-8b"
     profiles: tuple[str, ...] | None = None
     chunked_prefill: bool = False
     max_num_batched_tokens: int | None = None
@@ -69,12 +72,21 @@ class SimConfig:
     heartbeat_delay_s: float = 0.0
     completion_delay_s: float = 0.0
 
-    def profile_names(self) -> list[str]:
+    def __post_init__(self) -> None:
         if self.profiles:
-            return list(self.profiles)
-        if self.instances < 1:
-            raise PhaserError(f"instances must be >= 1, got {self.instances}")
-        return [self.profile] * self.instances
+            names = tuple(self.profiles)
+        else:
+            if self.instances < 1:
+                raise PhaserError(f"instances must be >= 1, got {self.instances}")
+            if not self.profile:
+                raise PhaserError("a cluster needs a profile name or a list of profiles")
+            names = (self.profile,) * self.instances
+        object.__setattr__(self, "profiles", names)
+        object.__setattr__(self, "instances", len(names))
+        object.__setattr__(self, "profile", names[0] if len(set(names)) == 1 else None)
+
+    def profile_names(self) -> list[str]:
+        return list(self.profiles)
 
     def validate(self) -> None:
         if not self.router_tick_s > 0:

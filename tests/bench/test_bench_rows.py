@@ -100,3 +100,19 @@ def test_cli_stale_view_sweep_rows_and_baseline_per_delay(tmp_path, capsys):
     text = capsys.readouterr().out
     assert "heartbeat delay 2 s, completion delay 3 s: " in text
     assert main(["bench", "--scenario", "paper-v100", "--capacity", "--heartbeat-delay", "0,1"]) == 2
+
+
+def test_json_config_of_a_custom_run_names_its_real_cluster(tmp_path):
+    """A --workload FILE run on 1 x a100-llama2-7b records that cluster, not SimConfig's defaults."""
+    trace = tmp_path / "t.csv"
+    trace.write_text("arrival_s,prompt_tokens,output_tokens\n" +
+                     "".join(f"{0.2 * i},{40 + i},{10 + i}\n" for i in range(20)))
+    out = tmp_path / "rows.json"
+    rc = main(["bench", "--workload", str(trace), "--instances", "1", "--profile", "a100-llama2-7b",
+               "--policies", "round-robin", "--json", str(out)])
+    assert rc == 0
+    (row,) = json.loads(out.read_text())
+    sim = row["config"]["sim"]
+    assert sim["instances"] == 1 and sim["profile"] == "a100-llama2-7b"
+    assert sim["profiles"] == ["a100-llama2-7b"]
+    assert row["instances"] == 1 and row["profile"] == "a100-llama2-7b"

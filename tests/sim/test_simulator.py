@@ -183,7 +183,7 @@ def test_bad_config_and_bad_actions():
     with pytest.raises(PhaserError, match="tick"):
         simulate([], RoundRobin(1), SimConfig(router_tick_s=0))
     with pytest.raises(PhaserError, match="instances"):
-        SimConfig(instances=0).profile_names()
+        SimConfig(instances=0)
     sim = ClusterSim(workload(2), SimConfig(instances=2))
     sim.next_decision()
     with pytest.raises(ValueError, match="instance 5"):
@@ -211,3 +211,13 @@ def test_duplicate_request_ids_are_a_user_error():
             Request(id="same", arrival_s=1.0, prompt_tokens=5, output_tokens=5)]
     with pytest.raises(PhaserError, match="duplicate request id 'same'"):
         simulate(reqs, RoundRobin(1), SimConfig(instances=1))
+
+
+def test_config_names_the_cluster_that_runs():
+    """instances, profile and profiles always agree (one source of truth: the profile list)."""
+    a = SimConfig(instances=1, profile="a100-llama2-7b")
+    assert (a.instances, a.profile, a.profiles) == (1, "a100-llama2-7b", ("a100-llama2-7b",))
+    b = SimConfig(profiles=["a100-llama2-7b"] * 3)  # instances/profile defaults are overridden
+    assert (b.instances, b.profile, b.profiles) == (3, "a100-llama2-7b", ("a100-llama2-7b",) * 3)
+    m = SimConfig(profiles=("v100-llama2-7b", "h100-llama3-8b"))
+    assert (m.instances, m.profile) == (2, None)
