@@ -16,7 +16,7 @@ lag (handoff time − scheduled time) is measured per request and reported.
 Exactly once per request id:
 * The idempotent producer is tried first; the embedded broker (tansu) fails
   ``InitProducerId`` with ``UnknownError``, so we fall back to a plain producer
-  (``services.kafka.make_producer``: acks=1, linger 5 ms) and say so.
+  (``services.kafka.open_producer``: acks=1, linger 1 ms) and say so.
 * Without idempotence nothing is re-sent blindly: a record whose delivery
   fails after it was handed over (timeout, lost connection) may have been
   written, so it is counted ``failed`` and not re-sent (the router
@@ -59,7 +59,6 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import gc
-import logging
 import math
 import time
 from collections.abc import Callable
@@ -72,7 +71,7 @@ from aiokafka.errors import KafkaConnectionError, KafkaError, KafkaTimeoutError,
 
 from phaser.errors import PhaserError
 from protos import Request
-from services.kafka import DEAD_LETTERS, LINGER_MS, Publisher, Topics, create_topics, make_producer
+from services.kafka import DEAD_LETTERS, Publisher, Topics, create_topics, open_producer
 
 #: seconds between progress snapshots
 PROGRESS_EVERY_S = 0.1
@@ -118,20 +117,6 @@ async def ensure_load_topics(bootstrap: str, topics: Topics = Topics()) -> None:
         raise PhaserError(f"cannot reach Kafka at {bootstrap}: {e.__class__.__name__} {e}".strip()) from None
 
 
-def _idempotent_producer(bootstrap: str) -> AIOKafkaProducer:
-    return AIOKafkaProducer(bootstrap_servers=bootstrap, client_id="phaser-load", linger_ms=LINGER_MS, acks="all",
-                            enable_idempotence=True, max_batch_size=256 * 1024, request_timeout_ms=10_000)
-
-
-async def _start(p: AIOKafkaProducer) -> AIOKafkaProducer:
-    try:
-        await p.start()
-    except BaseException:
-        await p.stop()
-        raise
-    return p
-
-
 async def connect(bootstrap: str, topics: Topics = Topics(), *, connect_timeout_s: float = 60.0,
                   idempotent: bool = True, notify: Callable[[str], None] = lambda s: None,
                   sleep=asyncio.sleep) -> tuple[AIOKafkaProducer, bool]:
@@ -145,22 +130,11 @@ async def connect(bootstrap: str, topics: Topics = Topics(), *, connect_timeout_
         attempt += 1
         try:
             await _create_topics(bootstrap, topics)
-            if idempotent:
-                sender_log = logging.getLogger("aiokafka.producer.sender")
-                level = sender_log.level
-                sender_log.setLevel(logging.CRITICAL)  # the refusal is reported below, in one line
-                try:
-                    return await _start(_idempotent_producer(bootstrap)), True
-                except KafkaConnectionError:
-                    raise
-                except KafkaError as e:  # tansu: InitProducerId -> UnknownError
-                    idempotent, why = False, e.__class__.__name__
-                finally:
-                    sender_log.setLevel(level)
-                if not idempotent:
-                    notify(f"broker refused the idempotent producer ({why}); "
-                           "using a plain producer that never re-sends a record blindly")
-            return await _start(make_producer(bootstrap, client_id="phaser-load")), False
+            producer, idem = await open_producer(bootstrap, client_id="phaser-load", idempotent=idempotent)
+            if idempotent and not idem:
+                notify("broker refused the idempotent producer (InitProducerId); "
+                       "using a plain producer that never re-sends a record blindly")
+            return producer, idem
         except KafkaConnectionError as e:
             left = deadline - time.monotonic()
             if left <= 0:

@@ -63,6 +63,7 @@ class JoinCounters(Counters):
     expired: int = 0
     evicted: int = 0
     stale_status: int = 0
+    not_served: int = 0
 
 
 @dataclass
@@ -96,6 +97,13 @@ class Joiner:
     def add_completion(self, c: Completion, now_s: float) -> Joined | None:
         self.counters.completions += 1
         return self._add(c.request_id, "c", c, now_s)
+
+    def drop(self, rid: str) -> None:
+        """A request that ended without being served (status ``rejected`` or
+        ``error``): no transition, and its pending half is forgotten now."""
+        self.counters.not_served += 1
+        self._pending.pop(rid, None)
+        self._remember(rid, "not-served")
 
     def add_status(self, s: InstanceStatus) -> None:
         self.counters.statuses += 1

@@ -35,6 +35,7 @@ from policy_trainer.joiner import Joiner
 from policy_trainer.learner import OnlineLearner
 from policy_trainer.store import CheckpointStore
 from policy_trainer.transitions import TransitionBuilder
+import protos
 from protos.messages import Assignment, Completion, InstanceStatus, PolicyUpdate
 
 log = logging.getLogger("phaser.trainer")
@@ -66,6 +67,9 @@ class TrainerCore:
         if isinstance(msg, Assignment):
             j = self.joiner.add_assignment(msg, now_s)
         elif isinstance(msg, Completion):
+            if msg.status != "ok":  # rejected or failed: nothing was served, nothing to learn from
+                self.joiner.drop(msg.request_id)
+                return
             j = self.joiner.add_completion(msg, now_s)
         elif isinstance(msg, InstanceStatus):
             self.joiner.add_status(msg)
@@ -150,14 +154,13 @@ async def run_trainer(bootstrap: str, core: TrainerCore, clock, n_instances: int
     """The Kafka loop; runs until ``stop`` is set."""
     from aiokafka import TopicPartition
 
-    from services.kafka import Publisher, Topics, commit, ensure_topics, fetch, make_producer, start_consumer, stop_consumer
+    from services.kafka import Publisher, Topics, commit, ensure_topics, fetch, open_producer, start_consumer, stop_consumer
 
     topics = topics or Topics()
     stop = stop or asyncio.Event()
     await ensure_topics(bootstrap, n_instances, topics)
-    producer = make_producer(bootstrap, client_id="phaser-trainer")
-    await producer.start()
-    pub = Publisher(producer, topics, source="trainer", clock_now=clock.now)
+    producer, idempotent = await open_producer(bootstrap, client_id="phaser-trainer")
+    pub = Publisher(producer, topics, source="trainer", clock_now=clock.now, idempotent=idempotent)
     parts = [(topics.name("assignments"), p) for p in range(n_instances)]
     parts += [(topics.name("completions"), 0), (topics.name("instance-status"), 0)]
     consumer = await start_consumer(bootstrap, parts, group_id=topics.prefix + "phaser-trainer", client_id="phaser-trainer")
@@ -171,7 +174,12 @@ async def run_trainer(bootstrap: str, core: TrainerCore, clock, n_instances: int
             msgs, pos = await fetch(consumer, pub, 0.1)
             now = clock.now()
             for m in msgs:
-                core.on_message(m.msg, now)
+                try:
+                    core.on_message(m.msg, now)
+                except Exception as e:  # no single message may stop the trainer
+                    await pub.dead_letter(m.topic, protos.encode(m.msg),
+                                          f"trainer could not process it: {e.__class__.__name__}: {e}",
+                                          m.partition, m.offset)
                 newest_ts_ms = max(newest_ts_ms, m.timestamp_ms)
             positions.update(pos)
             upd = core.step(now, time.monotonic())

@@ -12,7 +12,7 @@ import time
 import orjson
 from pydantic import ValidationError
 
-from protos.messages import SCHEMA_VERSION, TOPICS, DeadLetter, Message
+from protos.messages import MAX_DEAD_LETTER_ORIGINAL, MAX_REASON, READABLE_VERSIONS, SCHEMA_VERSION, TOPICS, DeadLetter, Message
 
 
 class DecodeError(ValueError):
@@ -24,7 +24,10 @@ class DecodeError(ValueError):
 
 
 def encode(msg: Message) -> bytes:
-    return orjson.dumps(msg.model_dump(mode="python", exclude_none=True))
+    """JSON bytes of ``msg``, always at this build's schema version."""
+    d = msg.model_dump(mode="python", exclude_none=True)
+    d["v"] = SCHEMA_VERSION
+    return orjson.dumps(d)
 
 
 def _reason(err: ValidationError) -> str:
@@ -49,8 +52,8 @@ def decode(topic: str, data: bytes | None, cls: type[Message] | None = None) -> 
     if not isinstance(obj, dict):
         raise DecodeError(f"expected a JSON object, got {type(obj).__name__}")
     v = obj.get("v", SCHEMA_VERSION)
-    if v != SCHEMA_VERSION:
-        raise DecodeError(f"unsupported schema version {v!r} (this build speaks {SCHEMA_VERSION})")
+    if type(v) is not int or v not in READABLE_VERSIONS:
+        raise DecodeError(f"unsupported schema version {v!r} (this build reads {', '.join(map(str, READABLE_VERSIONS))})")
     try:
         return cls.model_validate(obj)
     except ValidationError as e:
@@ -59,12 +62,15 @@ def decode(topic: str, data: bytes | None, cls: type[Message] | None = None) -> 
 
 def dead_letter(topic: str, data: bytes | None, reason: str, *, partition: int = -1, offset: int = -1,
                 source: str = "", now_s: float | None = None) -> DeadLetter:
+    data = data or b""
     return DeadLetter(
-        topic=topic,
-        reason=reason[:2000],
-        original_b64=base64.b64encode(data or b"").decode("ascii"),
+        topic=topic[:128],
+        reason=reason[:MAX_REASON],
+        original_b64=base64.b64encode(data[:MAX_DEAD_LETTER_ORIGINAL]).decode("ascii"),
+        original_bytes=len(data),
+        truncated=len(data) > MAX_DEAD_LETTER_ORIGINAL,
         partition=partition,
         offset=offset,
         ts_s=time.time() if now_s is None else now_s,
-        source=source,
+        source=source[:128],
     )

@@ -25,6 +25,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 from phaser.errors import PhaserError
+from services.lifecycle import die_with_parent
 
 PROTOS_DIR = Path(__file__).resolve().parent.parent / "protos"
 
@@ -62,6 +63,7 @@ class EmbeddedBroker:
     port: int = 9092
     schemas: bool = True
     log_path: str | None = None
+    kind: str = field(default="tansu", init=False)
     proc: subprocess.Popen | None = field(default=None, init=False)
 
     @property
@@ -84,7 +86,8 @@ class EmbeddedBroker:
             raise PhaserError(f"port {self.bootstrap} is already in use; pick another with --port or stop what holds it")
         out = open(self.log_path, "ab") if self.log_path else subprocess.DEVNULL
         self.proc = subprocess.Popen(
-            self.command(), cwd=PROTOS_DIR, stdout=out, stderr=subprocess.STDOUT,
+            # die_with_parent: a kill -9 of `phaser broker` used to orphan tansu, holding the port
+            die_with_parent(self.command()), cwd=PROTOS_DIR, stdout=out, stderr=subprocess.STDOUT,
             stdin=subprocess.DEVNULL, env={**os.environ, "RUST_LOG": os.environ.get("RUST_LOG", "warn")},
         )
         deadline = time.monotonic() + timeout

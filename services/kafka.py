@@ -14,14 +14,17 @@ see ``services.broker``):
   namespaces a run on a shared broker (tests use it to isolate runs). The
   embedded broker's schema registry only knows the unprefixed names, so a
   prefixed run is validated by the consumers only.
-* **Producers** batch with ``linger_ms`` 1 ms and ``acks=1``. Measured on the
+* **Producers** batch with ``linger_ms`` 1 ms; ``open_producer`` asks for an
+  idempotent producer (acks=all) and gets one on Apache Kafka, a plain one
+  (acks=1) on tansu. Measured on the
   embedded broker (1 producer → 1 consumer, 30 ms apart): linger 5 ms gives a
   hop of 8.1 ms p50 / 11.9 ms p99, linger 1 ms 3.8 / 6.4 ms. Every wall ms of
   hop is ``time_scale`` stack ms of router wait, so the shorter linger wins;
-  under load batches still form while a request is in flight. Producers are
-  *not* idempotent: tansu fails ``InitProducerId``. Exactly-once per request
-  is instead kept by never re-sending a refused record and by de-duplicating on
-  request id downstream (router and ``phaser up``'s summary).
+  under load batches still form while a request is in flight. tansu fails
+  ``InitProducerId``, so there exactly-once per request is kept by
+  de-duplicating on request id downstream (router, worker, trainer, summary).
+* **Send errors**: transient ones are retried with backoff, permanent ones
+  dead-lettered (``Publisher``).
 * **Consumers** never start "at latest" (tansu's high watermark lags the log):
   they are assigned partitions explicitly (no group rebalancing) and start at
   their group's committed offset, else at the beginning.
@@ -29,7 +32,7 @@ see ``services.broker``):
   is published to ``dead-letters`` with the reason and skipped, so a bad message
   never stops a consumer. A record the broker refuses (schema registry) reaches
   the producer as ``UnknownError``; it is treated as permanent for that record
-  and dead-lettered too.
+  and dead-lettered too. Transient send errors are retried.
 """
 
 from __future__ import annotations
@@ -41,7 +44,7 @@ from typing import Iterable
 
 from aiokafka import AIOKafkaConsumer, AIOKafkaProducer, TopicPartition
 from aiokafka.admin import AIOKafkaAdminClient, NewPartitions, NewTopic
-from aiokafka.errors import KafkaConnectionError, KafkaError, TopicAlreadyExistsError
+from aiokafka.errors import KafkaConnectionError, KafkaError, KafkaTimeoutError, TopicAlreadyExistsError
 
 import protos
 from phaser.errors import PhaserError
@@ -52,6 +55,13 @@ LINGER_MS = 1
 #: largest poll wait a consumer blocks for, seconds; services pass shorter ones
 MAX_POLL_S = 0.5
 DEAD_LETTERS = "dead-letters"
+#: largest record a producer sends (bytes): the broker's ``message.max.bytes``
+#: default is 1 MiB; records are bounded well below it by the schema (protos)
+MAX_RECORD_BYTES = 1024 * 1024
+#: room left for the record batch header, key and headers
+RECORD_OVERHEAD_BYTES = 1024
+#: wall seconds a transiently failing record is re-sent before it is dead-lettered
+RETRY_FOR_S = 120.0
 #: how long the broker may hold an empty fetch, ms. Every hop costs up to this
 #: (tansu answers at the deadline, not on arrival), × the time scale in stack
 #: time: 5 ms = 50 stack-ms at scale 10, about one decode iteration.
@@ -166,11 +176,45 @@ async def warm_producer(producer: AIOKafkaProducer, topics: Topics, bases: Itera
         await producer.partitions_for(topics.name(b))
 
 
-def make_producer(bootstrap: str, client_id: str = "phaser") -> AIOKafkaProducer:
+def make_producer(bootstrap: str, client_id: str = "phaser", idempotent: bool = False) -> AIOKafkaProducer:
+    """A producer (not started). ``idempotent``: acks=all and broker-side
+    de-duplication of retried batches (Apache Kafka); else acks=1 (tansu)."""
     return AIOKafkaProducer(
-        bootstrap_servers=bootstrap, client_id=client_id, linger_ms=LINGER_MS, acks=1,
-        enable_idempotence=False, max_batch_size=256 * 1024, request_timeout_ms=10_000,
+        bootstrap_servers=bootstrap, client_id=client_id, linger_ms=LINGER_MS, acks="all" if idempotent else 1,
+        enable_idempotence=idempotent, max_batch_size=256 * 1024, request_timeout_ms=10_000,
+        max_request_size=MAX_RECORD_BYTES,
     )
+
+
+async def open_producer(bootstrap: str, client_id: str = "phaser", idempotent: bool = True) -> tuple[AIOKafkaProducer, bool]:
+    """A started producer, idempotent where the broker grants one (Apache
+    Kafka); tansu fails ``InitProducerId`` with ``UnknownError`` and gets a
+    plain producer. Returns (producer, idempotent). ``KafkaConnectionError``
+    propagates (callers retry or report it)."""
+    import logging
+
+    if idempotent:
+        sender_log = logging.getLogger("aiokafka.producer.sender")
+        level = sender_log.level
+        sender_log.setLevel(logging.CRITICAL)  # tansu's refusal is expected: no traceback in the log
+        p = make_producer(bootstrap, client_id, idempotent=True)
+        try:
+            await p.start()
+            return p, True
+        except KafkaConnectionError:
+            await p.stop()
+            raise
+        except KafkaError:
+            await p.stop()
+        finally:
+            sender_log.setLevel(level)
+    p = make_producer(bootstrap, client_id)
+    try:
+        await p.start()
+    except BaseException:
+        await p.stop()
+        raise
+    return p, False
 
 
 async def start_consumer(bootstrap: str, partitions: Iterable[tuple[str, int]], group_id: str | None,
@@ -247,45 +291,106 @@ class Committer:
         await commit(self.consumer, pos)
 
 
-class Publisher:
-    """A producer that sends ``protos`` messages without waiting per record and
-    dead-letters any record the broker refuses (e.g. its schema registry)."""
+def is_transient(err: BaseException) -> bool:
+    """A send error worth retrying: the broker was unreachable, slow or
+    changing leaders (``NodeNotReadyError``, ``RequestTimedOutError``, a batch
+    that expired in the client). Everything else (``UnknownError`` = tansu's
+    schema refusal, ``MessageSizeTooLargeError``, ...) is a permanent refusal."""
+    return isinstance(err, KafkaTimeoutError) or bool(getattr(err, "retriable", False))
 
-    def __init__(self, producer: AIOKafkaProducer, topics: Topics, source: str, clock_now=None):
+
+class Publisher:
+    """A producer that sends ``protos`` messages without waiting per record,
+    retries transient failures with jittered exponential backoff (tenacity)
+    and dead-letters what the broker refuses for good, so that no single
+    record can stop a service.
+
+    * A record larger than ``MAX_RECORD_BYTES`` (the producer's and broker's
+      limit) is refused before it is sent; its dead letter carries a truncated
+      copy (``protos.codec.dead_letter``).
+    * A transient failure (``is_transient``) re-sends the record, up to
+      ``RETRY_FOR_S`` wall seconds; only then is it dead-lettered. A re-send
+      can duplicate a record the broker did write before the failure: every
+      consumer de-duplicates on request id (router, worker, trainer, summary).
+    """
+
+    def __init__(self, producer: AIOKafkaProducer, topics: Topics, source: str, clock_now=None, idempotent: bool = False):
         self.producer = producer
         self.topics = topics
         self.source = source
+        self.idempotent = idempotent
         self._now = clock_now or (lambda: 0.0)
         self._pending: set[asyncio.Future] = set()
+        self._tasks: set[asyncio.Task] = set()
         self.refused = 0
         self.sent = 0
+        self.retried = 0
 
     async def send(self, base_topic: str, msg: Message, partition: int | None = None, key: bytes | None = None) -> None:
         await self.send_raw(base_topic, protos.encode(msg), partition=partition, key=key)
 
     async def send_raw(self, base_topic: str, data: bytes, partition: int | None = None, key: bytes | None = None) -> None:
         topic = self.topics.name(base_topic)
-        fut = await self.producer.send(topic, data, partition=partition, key=key)
+        if len(data) + len(key or b"") > MAX_RECORD_BYTES - RECORD_OVERHEAD_BYTES:
+            self._refuse(topic, data, partition,
+                         f"record of {len(data)} bytes exceeds the {MAX_RECORD_BYTES}-byte record limit")
+            return
+        try:
+            fut = await self.producer.send(topic, data, partition=partition, key=key)
+        except KafkaError as e:
+            if is_transient(e):
+                self._retry_later(topic, data, partition, key, e)
+            else:
+                self._refuse(topic, data, partition, f"refused by the producer: {e.__class__.__name__} {e}".strip())
+            return
         self._pending.add(fut)
-        fut.add_done_callback(lambda f, t=topic, d=data, p=partition: self._done(f, t, d, p))
+        fut.add_done_callback(lambda f, t=topic, d=data, p=partition, k=key: self._done(f, t, d, p, k))
         self.sent += 1
 
-    def _done(self, fut: asyncio.Future, topic: str, data: bytes, partition: int | None) -> None:
+    def _done(self, fut: asyncio.Future, topic: str, data: bytes, partition: int | None, key: bytes | None) -> None:
         self._pending.discard(fut)
         if fut.cancelled():
             return
         err = fut.exception()
         if err is None:
             return
+        if is_transient(err):
+            self._retry_later(topic, data, partition, key, err)
+            return
+        self._refuse(topic, data, partition, f"refused by the broker on send: {err.__class__.__name__} {err}".strip())
+
+    def _spawn(self, coro) -> None:
+        task = asyncio.get_running_loop().create_task(coro)
+        self._tasks.add(task)
+        task.add_done_callback(self._tasks.discard)
+
+    def _retry_later(self, topic: str, data: bytes, partition: int | None, key: bytes | None, err: BaseException) -> None:
+        self.retried += 1
+        self._spawn(self._resend(topic, data, partition, key, err))
+
+    async def _resend(self, topic: str, data: bytes, partition: int | None, key: bytes | None, first: BaseException) -> None:
+        from tenacity import AsyncRetrying, retry_if_exception, stop_after_delay, wait_exponential_jitter
+
+        try:
+            async for attempt in AsyncRetrying(wait=wait_exponential_jitter(initial=0.1, max=5.0),
+                                               stop=stop_after_delay(RETRY_FOR_S), reraise=True,
+                                               retry=retry_if_exception(is_transient)):
+                with attempt:
+                    await asyncio.sleep(0)
+                    fut = await self.producer.send(topic, data, partition=partition, key=key)
+                    await fut
+        except Exception as e:  # permanent, or still failing after RETRY_FOR_S
+            why = "still failing after retries" if is_transient(e) else "refused by the broker on retry"
+            self._refuse(topic, data, partition, f"{why}: {e.__class__.__name__} {e} (first: {first.__class__.__name__})")
+
+    def _refuse(self, topic: str, data: bytes, partition: int | None, reason: str) -> None:
         self.refused += 1
         if self.topics.base(topic) == DEAD_LETTERS:
-            print(f"error: a dead letter was refused too ({err!r}); dropped", file=sys.stderr)
+            print(f"error: a dead letter was refused too ({reason}); dropped", file=sys.stderr)
             return
-        reason = f"refused by the broker on send: {err.__class__.__name__} {err}".strip()
         dl = protos.dead_letter(self.topics.base(topic), data, reason, partition=partition if partition is not None else -1,
                                 source=self.source, now_s=max(0.0, self._now()))
-        # fire and forget from a callback: schedule the dead-letter send
-        asyncio.get_running_loop().create_task(self.send(DEAD_LETTERS, dl))
+        self._spawn(self.send(DEAD_LETTERS, dl))
 
     async def dead_letter(self, base_topic: str, data: bytes | None, reason: str, partition: int = -1, offset: int = -1) -> None:
         dl = protos.dead_letter(base_topic, data, reason, partition=partition, offset=offset,
@@ -293,10 +398,10 @@ class Publisher:
         await self.send(DEAD_LETTERS, dl)
 
     async def flush(self) -> None:
-        """Wait until every record sent so far is acknowledged or dead-lettered."""
+        """Wait until every record sent so far is acknowledged, re-sent or dead-lettered."""
         await self.producer.flush()
-        while self._pending:
-            await asyncio.gather(*list(self._pending), return_exceptions=True)
+        while self._pending or self._tasks:
+            await asyncio.gather(*list(self._pending), *list(self._tasks), return_exceptions=True)
             await asyncio.sleep(0)  # let dead-letter tasks scheduled by callbacks run
             await self.producer.flush()
 

@@ -30,6 +30,20 @@ from pathlib import Path
 STOP_GRACE_S = 5.0
 
 
+def die_with_parent(argv: list[str]) -> list[str]:
+    """``argv`` wrapped so the child never outlives this process, even when this
+    process is killed with SIGKILL: util-linux's ``setpriv --pdeathsig KILL``
+    sets Linux's ``PR_SET_PDEATHSIG`` and execs the command (the setting
+    survives exec). A subprocess ``preexec_fn`` would do the same but forces a
+    fork of a multithreaded interpreter (JAX), which can deadlock. Where
+    ``setpriv`` is missing the command runs unwrapped (then a SIGKILLed parent
+    can orphan it; SIGTERM/Ctrl-C still stop it)."""
+    import shutil
+
+    setpriv = shutil.which("setpriv")
+    return [setpriv, "--pdeathsig", "KILL", "--", *argv] if setpriv else list(argv)
+
+
 def install_stop_signals(stop: asyncio.Event) -> None:
     """SIGTERM/SIGINT set ``stop`` so the running service flushes and exits cleanly."""
     loop = asyncio.get_running_loop()

@@ -43,7 +43,7 @@ from phaser.errors import PhaserError
 from phaser.types import Job
 from services.clock import StackClock
 from services.lifecycle import mark_ready
-from services.kafka import (Committer, Publisher, Topics, ensure_topics, fetch, make_producer, start_consumer,
+from services.kafka import (Committer, Publisher, Topics, ensure_topics, fetch, open_producer, start_consumer,
                             stop_consumer, warm_producer)
 
 #: request ids remembered for de-duplication (see module docstring)
@@ -66,6 +66,7 @@ class RouterCore:
     seen: dict[str, None] = field(default_factory=dict)  # insertion-ordered: oldest first
     duplicates: int = 0
     routed: int = 0
+    not_served: int = 0  # completions with status rejected/error
     #: ``services.policy_swap.PolicySwap`` when versions are hot-swapped (``--store``):
     #: it decides instead of ``policy`` (canary split, guard, exploration)
     swap: object | None = None
@@ -87,7 +88,10 @@ class RouterCore:
 
     def on_completion(self, c: protos.Completion, t: float) -> None:
         if 0 <= c.instance < len(self.view.instances):
-            self.view.on_complete(c.request_id, c.instance, t)
+            self.view.on_complete(c.request_id, c.instance, t)  # a rejected request frees the view too
+        if c.status != "ok":
+            self.not_served += 1
+            return
         if self.swap is not None:
             self.swap.on_completion(c)
         update = getattr(self.predictor, "update", None)
@@ -188,9 +192,8 @@ async def run_router(bootstrap: str, core: RouterCore, clock: StackClock, topics
     stop = stop or asyncio.Event()
     n = len(core.view.instances)
     await ensure_topics(bootstrap, n, topics)
-    producer = make_producer(bootstrap, client_id="phaser-router")
-    await producer.start()
-    pub = Publisher(producer, topics, source="router", clock_now=clock.now)
+    producer, idempotent = await open_producer(bootstrap, client_id="phaser-router")
+    pub = Publisher(producer, topics, source="router", clock_now=clock.now, idempotent=idempotent)
     inputs = ("requests", "completions", "instance-status") + (("policy-updates",) if core.swap is not None else ())
     consumer = await start_consumer(
         bootstrap, [(topics.name(t), 0) for t in inputs],
@@ -214,14 +217,19 @@ async def run_router(bootstrap: str, core: RouterCore, clock: StackClock, topics
             msgs, fetched = await fetch(consumer, pub, wait)
             now = clock.now()
             for m in msgs:
-                if m.topic == "requests":
-                    core.on_request(m.msg, m.offset)
-                elif m.topic == "completions":
-                    core.on_completion(m.msg, now)
-                elif m.topic == "instance-status":
-                    core.on_status(m.msg, now)
-                elif m.topic == "policy-updates":
-                    core.swap.on_update(m.msg, now)
+                try:
+                    if m.topic == "requests":
+                        core.on_request(m.msg, m.offset)
+                    elif m.topic == "completions":
+                        core.on_completion(m.msg, now)
+                    elif m.topic == "instance-status":
+                        core.on_status(m.msg, now)
+                    elif m.topic == "policy-updates":
+                        core.swap.on_update(m.msg, now)
+                except Exception as e:  # no single message may stop the router: dead-letter it, move on
+                    await pub.dead_letter(m.topic, protos.encode(m.msg),
+                                          f"router could not process it: {e.__class__.__name__}: {e}",
+                                          m.partition, m.offset)
             if core.swap is not None:
                 for ev in core.swap.poll(now):
                     await pub.send("policy-updates", ev)

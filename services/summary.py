@@ -5,9 +5,12 @@ Counting rules (decisions): a completion counts once per request id (later
 copies are ``duplicates``); completions of ids this run did not send are
 ignored (``foreign``, e.g. an earlier run on the same broker); ``lost`` =
 requested − completed; a completion on an instance outside ``0..N-1`` is
-counted in ``bad_instance``. Latency statistics (stack seconds) are over the
-completed requests: per request TTFT, mean time between tokens, E2E, router
-wait; mean and p50/p90/p99 (numpy's linear interpolation).
+counted in ``bad_instance``. Every request ends with one completion whose
+status is ``ok`` (counted in ``completed``), ``rejected`` (the instance
+refused it, e.g. longer than its context) or ``error`` (``failed``); ``lost``
+= requested − all three. Latency statistics (stack seconds) are over the
+``ok`` completions only: per request TTFT, mean time between tokens, E2E,
+router wait; mean and p50/p90/p99 (numpy's linear interpolation).
 """
 
 from __future__ import annotations
@@ -49,12 +52,14 @@ class Tally:
         return len(self.completions) >= len(self.requested_ids)
 
     def summary(self) -> dict:
+        statuses = [c.status for c in self.completions.values()]
         out: dict = {
-            "requested": len(self.requested_ids), "completed": len(self.completions),
+            "requested": len(self.requested_ids), "completed": statuses.count("ok"),
+            "rejected": statuses.count("rejected"), "failed": statuses.count("error"),
             "lost": len(self.requested_ids) - len(self.completions), "duplicates": self.duplicates,
             "bad_instance": self.bad_instance, "foreign": self.foreign,
         }
-        cs = list(self.completions.values())
+        cs = [c for c in self.completions.values() if c.status == "ok"]
         for key, f in METRICS.items():
             vals = np.array([getattr(c, f) for c in cs], dtype=float)
             if len(vals):
@@ -77,6 +82,6 @@ def render(summary: dict, title: str = "phaser up"):
     for key in METRICS:
         t.add_row(key, *("-" if summary[f"{key}_{s}"] is None else f"{summary[f'{key}_{s}']:.3f}" for s in STATS))
     counts = Table(title=None, show_header=False)
-    for k in ("requested", "completed", "lost", "duplicates", "preemptions"):
+    for k in ("requested", "completed", "rejected", "failed", "lost", "duplicates", "preemptions"):
         counts.add_row(k, str(summary[k]))
     return counts, t

@@ -43,7 +43,7 @@ import protos
 from phaser.errors import PhaserError
 from services.clock import StackClock
 from services.lifecycle import install_stop_signals, mark_ready
-from services.kafka import (Committer, Publisher, Topics, ensure_topics, fetch, make_producer, start_consumer,
+from services.kafka import (Committer, Publisher, Topics, ensure_topics, fetch, open_producer, start_consumer,
                             stop_consumer, warm_producer)
 
 DEFAULT_HEARTBEAT_S = 0.5
@@ -60,6 +60,17 @@ class _Meta:
     policy_version: int
     partition: int
     offset: int
+    epoch: int = 0
+
+
+def _rejected(a: protos.Assignment, req: protos.Request, reason: str, t: float) -> protos.Completion:
+    """The completion that tells the client its request will never be served."""
+    return protos.Completion(
+        request_id=req.id, instance=a.instance, task=req.task, policy=a.policy, policy_version=a.policy_version,
+        status="rejected", reason=reason[:2000], epoch=a.epoch, arrival_s=req.arrival_s, admitted_s=t,
+        first_token_s=t, finish_s=t, ttft_s=0.0, tbt_mean_s=0.0, tbt_p99_s=0.0, tbt_max_s=0.0,
+        e2e_s=max(0.0, t - req.arrival_s), router_wait_s=a.router_wait_s, queue_wait_s=0.0, preemptions=0,
+        prompt_tokens=req.prompt_tokens, output_tokens=0)
 
 
 @dataclass
@@ -76,7 +87,9 @@ class WorkerCore:
     completed: int = 0
     duplicates: int = 0
     misrouted: int = 0
-    refused: int = 0
+    rejected: int = 0
+    stale: int = 0
+    skewed: int = 0
 
     def __post_init__(self) -> None:
         if not self.engines:
@@ -86,30 +99,54 @@ class WorkerCore:
         self._last_added: dict[int, float] = {}
         self._held: list = []  # heap of (finish_s, seq, RequestRecord) not yet due
         self._seq = 0
+        self._answers: list[protos.Completion] = []  # rejected completions not yet published
+        self._epoch: dict[str, int] = {}  # newest epoch seen per request id (fencing)
 
     def on_assignment(self, a: protos.Assignment, partition: int = -1, offset: int = -1) -> str | None:
-        """Hand an assignment to its engine. Returns None when accepted, else why
-        it was not (duplicate request id, an instance this worker does not host,
-        or a request the engine refuses, e.g. larger than its KV cache)."""
+        """Hand an assignment to its engine. Returns None when accepted (or
+        answered with a ``rejected`` completion), else why it was dropped:
+        a duplicate or stale-epoch request id, or an instance this worker does
+        not host. A request the instance can never serve (longer than the
+        model's context or than its whole KV cache) is answered at once with a
+        completion of status ``rejected`` and the reason (``step`` returns it),
+        so the client hears and the router's view frees it."""
         eng = self.engines.get(a.instance)
         if eng is None:
             self.misrouted += 1
             return f"instance {a.instance} is not hosted by this worker"
         rid = a.request.id
+        if a.epoch < self._epoch.get(rid, 0):
+            self.stale += 1
+            return "stale"
         if rid in self._meta or rid in self._done_ids:
             self.duplicates += 1
             return "duplicate"
+        self._epoch[rid] = a.epoch
         t = max(a.decided_s, self.horizon.get(a.instance, -math.inf), self._last_added.get(a.instance, -math.inf))
-        try:
-            eng.add(a.request, t)
-        except PhaserError as e:
-            self.refused += 1
-            return f"refused by instance {a.instance}: {e}"
+        req = a.request
+        if req.arrival_s > t:
+            # the client's clock is ahead of ours (skew): latencies are measured
+            # from when the request reached this engine, never negative
+            self.skewed += 1
+            req = req.model_copy(update={"arrival_s": t})
+        why = eng.refusal(req)
+        if why is not None:
+            self.rejected += 1
+            self._done_ids.add(rid)
+            self._answers.append(_rejected(a, req, why, t))
+            return None
+        eng.add(req, t)
         self._last_added[a.instance] = t
-        self._meta[rid] = _Meta(a.router_wait_s, a.policy, a.policy_version, partition, offset)
+        self._meta[rid] = _Meta(a.router_wait_s, a.policy, a.policy_version, partition, offset, a.epoch)
         if offset >= 0:
             self._outstanding.setdefault(partition, {})[offset] = rid
         return None
+
+    def mark_completed(self, ids) -> None:
+        """Request ids that ``completions`` already holds (read at start-up): a
+        restarted worker must not serve them again when it re-reads their
+        assignments from the committed offset."""
+        self._done_ids.update(ids)
 
     def step(self, now: float) -> tuple[list[protos.Completion], list[protos.InstanceStatus]]:
         """Advance every engine to ``now``; return the requests whose finish time
@@ -125,7 +162,7 @@ class WorkerCore:
                     self._seq += 1
                     heapq.heappush(self._held, (rec.finish_s, self._seq, rec))
                 self.horizon[i] = now
-        out: list[protos.Completion] = []
+        out, self._answers = self._answers, []
         while self._held and self._held[0][0] <= now:
             rec = heapq.heappop(self._held)[2]
             m = self._meta.pop(rec.id)
@@ -133,7 +170,9 @@ class WorkerCore:
             if m.offset >= 0:
                 self._outstanding[m.partition].pop(m.offset, None)
             self.completed += 1
-            out.append(rec.to_completion(router_wait_s=m.router_wait_s, policy=m.policy, policy_version=m.policy_version))
+            self._epoch.pop(rec.id, None)
+            out.append(rec.to_completion(router_wait_s=m.router_wait_s, policy=m.policy, policy_version=m.policy_version,
+                                         epoch=m.epoch))
         statuses: list[protos.InstanceStatus] = []
         if now >= self._next_heartbeat:
             statuses = [eng.status(now) for eng in self.engines.values()]
@@ -142,6 +181,8 @@ class WorkerCore:
 
     def next_wake(self) -> float:
         """Stack time of the next thing that needs this worker without a new message."""
+        if self._answers:
+            return -math.inf
         t = min((e.next_event_time() for e in self.engines.values()), default=math.inf)
         if self._held:
             t = min(t, self._held[0][0])
@@ -181,13 +222,13 @@ async def run_worker(bootstrap: str, core: WorkerCore, clock: StackClock, topics
     stop = stop or asyncio.Event()
     instances = sorted(core.engines)
     await ensure_topics(bootstrap, n_partitions or (max(instances) + 1), topics)
-    producer = make_producer(bootstrap, client_id="phaser-worker")
-    await producer.start()
-    pub = Publisher(producer, topics, source=f"worker[{instances[0]}-{instances[-1]}]", clock_now=clock.now)
+    producer, idempotent = await open_producer(bootstrap, client_id="phaser-worker")
+    pub = Publisher(producer, topics, source=f"worker[{instances[0]}-{instances[-1]}]", clock_now=clock.now, idempotent=idempotent)
     name = topics.name("assignments")
     consumer = await start_consumer(bootstrap, [(name, i) for i in instances], group_id=topics.prefix + "phaser-worker",
                                     client_id="phaser-worker")
     seen: dict[int, int] = {}
+    core.mark_completed(await completed_ids(bootstrap, topics, set(instances)))
     await warm_producer(producer, topics, ("completions", "instance-status", "dead-letters"))
     mark_ready(f"worker-{instances[0]}-{instances[-1]}")
     if ready is not None:
@@ -203,8 +244,11 @@ async def run_worker(bootstrap: str, core: WorkerCore, clock: StackClock, topics
             msgs, fetched = await fetch(consumer, pub, wait)
             now = clock.now()
             for m in msgs:
-                why = core.on_assignment(m.msg, m.partition, m.offset)
-                if why is not None and why != "duplicate":
+                try:
+                    why = core.on_assignment(m.msg, m.partition, m.offset)
+                except Exception as e:  # no single message may stop the worker
+                    why = f"worker could not serve it: {e.__class__.__name__}: {e}"
+                if why is not None and why not in ("duplicate", "stale"):
                     await pub.dead_letter("assignments", protos.encode(m.msg), why, m.partition, m.offset)
             for tp, nxt in fetched.items():
                 seen[tp.partition] = nxt
@@ -219,6 +263,36 @@ async def run_worker(bootstrap: str, core: WorkerCore, clock: StackClock, topics
         await stop_consumer(consumer)
         await producer.stop()
     return core
+
+
+async def completed_ids(bootstrap: str, topics: Topics, instances: set[int], timeout_s: float = 120.0) -> set[str]:
+    """Ids of requests ``completions`` already holds for these instances: the
+    state a restarted worker derives from the stream (its engines died with the
+    old process), so it never serves a finished request twice. Reads the topic
+    from its start up to the end offset seen when called."""
+    import time
+
+    c = await start_consumer(bootstrap, [(topics.name("completions"), 0)], group_id=None, client_id="phaser-worker-recover")
+    tp = TopicPartition(topics.name("completions"), 0)
+    out: set[str] = set()
+    try:
+        end = (await c.end_offsets([tp]))[tp]
+        deadline = time.monotonic() + timeout_s
+        while await c.position(tp) < end and time.monotonic() < deadline:
+            for records in (await c.getmany(tp, timeout_ms=500, max_records=5000)).values():
+                for r in records:
+                    try:
+                        done = protos.decode("completions", r.value)
+                    except protos.DecodeError:
+                        continue
+                    if done.instance in instances:
+                        out.add(done.request_id)
+        if await c.position(tp) < end:
+            print(f"warning: read completions up to {await c.position(tp)} of {end} in {timeout_s:.0f}s; "
+                  "requests completed after that may be served again", file=sys.stderr)
+    finally:
+        await stop_consumer(c)
+    return out
 
 
 def main(bootstrap: str, instances: list[int], profile: str, time_scale: float, chunked_prefill: bool,

@@ -211,18 +211,30 @@ class Instance:
         self._floor, self._a, self._b, self._c, self._d = p.floor_s, p.a_s, p.b_s, p.c_s, p.d_s
 
     # ------------------------------------------------------------------ API
+    def refusal(self, req) -> str | None:
+        """Why this instance can never serve ``req`` (None if it can): longer than
+        the model's context, or than the whole KV cache. Such a request is
+        rejected with this reason rather than queued forever."""
+        if req.output_tokens is None:
+            return "no output_tokens: a simulated instance needs the oracle length"
+        total = req.prompt_tokens + req.output_tokens
+        if total > self.profile.max_model_len:
+            return (f"prompt + output = {total} tokens exceeds the context of {self.profile.model} "
+                    f"({self.profile.max_model_len} tokens)")
+        need = -(-total // self.bt)
+        if need + self.kv.watermark_blocks > self.kv.total:
+            return f"needs {total} KV tokens; {self.profile.name} holds {self.profile.kv_capacity_tokens}"
+        return None
+
     def add(self, req, t: float) -> None:
         """Enqueue ``req`` (a ``protos.Request``) at engine time ``t``. It joins the
-        first iteration starting at or after ``t``."""
-        if req.output_tokens is None:
-            raise PhaserError(f"request {req.id!r} has no output_tokens: a simulated instance needs the oracle length")
+        first iteration starting at or after ``t``. ``PhaserError`` if the
+        instance can never serve it (``refusal``) or it is already here."""
         if req.id in self._ids:
             raise PhaserError(f"request {req.id!r} added twice to instance {self.index}")
-        need = -(-(req.prompt_tokens + req.output_tokens) // self.bt)
-        if need + self.kv.watermark_blocks > self.kv.total:
-            raise PhaserError(
-                f"request {req.id!r} needs {req.prompt_tokens + req.output_tokens} KV tokens; "
-                f"{self.profile.name} holds {self.profile.kv_capacity_tokens}")
+        why = self.refusal(req)
+        if why is not None:
+            raise PhaserError(f"request {req.id!r} {why}")
         self._ids.add(req.id)
         r = _Req(req, t)
         w = self.waiting

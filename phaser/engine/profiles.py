@@ -111,6 +111,8 @@ class LatencyProfile:
     block_tokens: int = 16
     max_num_seqs: int = 256
     source: str = ""
+    #: the model's context length: a request's prompt + output must fit in it
+    max_model_len: int = 4096
 
     def iteration_time(self, n_tokens: int, prefill_attn_work: float, decode_kv_tokens: float) -> float:
         """Duration of one iteration: see the module docstring."""
@@ -148,7 +150,7 @@ def _profile(gpu: str, model: str, linear_ms: tuple[float, float, float] | None 
     return LatencyProfile(
         name=name, gpu=gpu, model=model, gpu_mem_bytes=_GPU_MEM[gpu], weight_bytes=int(params * 2),
         kv_bytes_per_token=kv_bytes, floor_s=floor_ms / 1e3, a_s=a_ms / 1e3, b_s=b_ms / 1e3,
-        c_s=c_s, d_s=d_s, max_num_batched_tokens=max_len, source=source,
+        c_s=c_s, d_s=d_s, max_num_batched_tokens=max_len, source=source, max_model_len=max_len,
     )
 
 

@@ -28,6 +28,9 @@ def record_row(rec: RequestRecord, **extra) -> dict:
     d = {("request_id" if k == "id" else k): getattr(rec, k) for k in _REC_FIELDS}
     d.setdefault("policy", "")
     d.setdefault("policy_version", 0)
+    d.setdefault("status", "ok")  # a record is a served request
+    d.setdefault("reason", "")
+    d.setdefault("epoch", 0)
     d.update(extra)
     return {k: d[k] for k in FIELDS}
 

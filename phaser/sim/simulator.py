@@ -176,6 +176,9 @@ class ClusterSim:
         self._output: dict[str, int] = {}
         self._seen: set[str] = set()
         self.records: list[RequestRecord] = []
+        #: requests the chosen instance can never serve (longer than its context or
+        #: KV cache): (id, instance, reason), like a worker's ``rejected`` completion
+        self.rejected: list[tuple[str, int, str]] = []
         self._completed_since = 0
         self._in_system = 0
         self.statuses = 0
@@ -314,6 +317,13 @@ class ClusterSim:
             raise ValueError(f"policy chose instance {action!r}; the cluster has {self.n}")
         self.queue.popleft()
         inst = self.instances[i]
+        why = inst.refusal(req)
+        if why is not None:  # rejected at once, as a live worker does: never queued, the view never holds it
+            self.rejected.append((req.id, i, why))
+            self._in_system -= 1
+            self._output.pop(req.id, None)
+            self._need_decision = bool(self.queue)
+            return
         self._collect(inst.advance(t))
         inst.add(req, t)
         self._assigned[req.id] = (t - req.arrival_s, i)
@@ -345,7 +355,9 @@ class ClusterSim:
     def summary_dict(self, wall_seconds: float = 0.0) -> dict:
         from phaser.sim.metrics import summarize
 
-        return summarize(self.records, wall_seconds=wall_seconds, preemptions=self.preemptions)
+        out = summarize(self.records, wall_seconds=wall_seconds, preemptions=self.preemptions)
+        out["rejected"] = len(self.rejected)
+        return out
 
     @property
     def preemptions(self) -> int:
@@ -368,5 +380,6 @@ def simulate(requests, policy, config: SimConfig | None = None, predictor=None, 
     summary = summarize(recs, wall_seconds=wall, preemptions=sim.preemptions)
     summary["decisions"] = sim.decisions
     summary["waits"] = sim.waits
+    summary["rejected"] = len(sim.rejected)
     return SimResult(records=recs, summary=summary, config=sim.config, seed=seed, policy=sim.policy_name,
                      statuses=sim.statuses)

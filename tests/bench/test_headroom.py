@@ -123,7 +123,9 @@ def test_predicted_lookahead_never_reads_the_future():
     sc = Scenario("tiny4", "paper-mix", 3, "v100-llama2-7b", 12.0, 90)
     reqs = load_requests(sc, 1)
     k = 45
-    other = reqs[:k] + [r.model_copy(update={"output_tokens": 3 * r.output_tokens + 7}) for r in reqs[k:]]
+    # longer outputs for the second half, within Llama-2's 4,096-token context (longer ones are rejected)
+    other = reqs[:k] + [r.model_copy(update={"output_tokens": min(3 * r.output_tokens + 7, 4096 - r.prompt_tokens)})
+                        for r in reqs[k:]]
 
     def placements(rs, clairvoyant):
         res = lookahead(rs, sim_config(sc), lambda: make_policy("round-robin", 3, 1), predictor=CrossFitted(reqs),

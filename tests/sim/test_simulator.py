@@ -221,3 +221,19 @@ def test_config_names_the_cluster_that_runs():
     assert (b.instances, b.profile, b.profiles) == (3, "a100-llama2-7b", ("a100-llama2-7b",) * 3)
     m = SimConfig(profiles=("v100-llama2-7b", "h100-llama3-8b"))
     assert (m.instances, m.profile) == (2, None)
+
+
+def test_a_request_no_instance_can_serve_is_rejected_and_the_run_goes_on():
+    """Longer than Llama-2's 4,096-token context: a rejected record, like a live
+    worker's rejected completion, never an exception that ends the run."""
+    from protos import Request
+
+    reqs = [Request(id="ok-0", arrival_s=0.0, prompt_tokens=50, output_tokens=10),
+            Request(id="huge", arrival_s=0.1, prompt_tokens=4000, output_tokens=500),
+            Request(id="ok-1", arrival_s=0.2, prompt_tokens=50, output_tokens=10)]
+    sim = ClusterSim(reqs, SimConfig(instances=2, profile="v100-llama2-7b"))
+    sim.run(RoundRobin(2))
+    assert [r.id for r in sorted(sim.records, key=lambda r: r.id)] == ["ok-0", "ok-1"]
+    assert [(rid, why[:20]) for rid, _, why in sim.rejected] == [("huge", "prompt + output = 45")]
+    res = simulate(reqs, RoundRobin(2), SimConfig(instances=2, profile="v100-llama2-7b"))
+    assert res.summary["rejected"] == 1 and res.summary["n_requests"] == 2

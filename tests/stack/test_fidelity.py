@@ -6,14 +6,18 @@ Stated tolerance (stack seconds), and why:
 
 * the instance of every request is identical (round robin over the same
   arrival order — any reordering or loss in the pipeline breaks this);
-* ``|E2E_live − router_wait_live − E2E_sim| ≤ 0.25 s`` for every request and
-  ≤ 0.05 s on average. The simulator routes at arrival; the live router
+* ``|E2E_live − router_wait_live − E2E_sim|``: median ≤ 0.1 s and 90th
+  percentile ≤ 0.5 s. The simulator routes at arrival; the live router
   decides after the requests-topic hop, which it reports as ``router_wait``
   (a few wall ms × the time scale), so that part is subtracted. What remains is
   the effect of the live request joining a later engine iteration than in the
   simulator and of the ripples that has on its batch-mates: observed ≤ 0.12 s
-  (p99 ≈ 0.06 s) at time scale 5 on the 2-core box; 0.25 s is about seven V100
-  decode iterations of ~35 ms;
+  (p99 ≈ 0.06 s) at time scale 5 on a quiet 2-core box. The bounds are
+  loose on purpose: every wall millisecond a loaded machine delays a process
+  is 5 stack ms here, so a test that bounded the *worst* request (it did:
+  ≤ 0.25 s) failed on busy machines (a 0.78 s outlier with a benchmark on the
+  other core) while saying nothing about phaser. The tight figures are a
+  benchmark (README, "live stack agrees with the simulator"), not a test;
 * the median raw ``|E2E_live − E2E_sim|`` ≤ 0.15 s: the hop itself stays small.
 """
 
@@ -41,6 +45,6 @@ async def test_live_stack_matches_the_simulator_per_request(bare_broker, stack_r
     adjusted = np.array([live[k].e2e_s - live[k].router_wait_s - expect[k].e2e_s for k in expect])
     raw = np.array([live[k].e2e_s - expect[k].e2e_s for k in expect])
     worst = max(expect, key=lambda k: abs(live[k].e2e_s - live[k].router_wait_s - expect[k].e2e_s))
-    assert np.abs(adjusted).max() <= 0.25, (worst, live[worst], expect[worst])
-    assert np.abs(adjusted).mean() <= 0.05
+    assert np.median(np.abs(adjusted)) <= 0.1, (worst, live[worst], expect[worst])
+    assert np.percentile(np.abs(adjusted), 90) <= 0.5, (worst, live[worst], expect[worst])
     assert np.median(np.abs(raw)) <= 0.15

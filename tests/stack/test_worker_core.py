@@ -74,4 +74,63 @@ def test_heartbeats_and_oldest_unfinished_offset_is_committed():
     comps += core.step(2.0)[0]
     assert [c.request_id for c in comps] == ["r1"]
     assert core.commit_positions({3: 9}) == {3: 7}  # r0 still running: re-read it after a restart
-    assert core.on_assignment(_assign(2, 3, 0.0, out=10**6 // 2, prompt=10**6 // 2)).startswith("refused")
+    # longer than the model's context: answered with a rejected completion, not dropped
+    assert core.on_assignment(_assign(2, 3, 0.0, out=10**6 // 2, prompt=10**6 // 2)) is None
+    (rej,), _ = core.step(2.0)
+    assert rej.request_id == "r2" and rej.status == "rejected" and "context" in rej.reason
+
+
+def _with(a: protos.Assignment, **req_update) -> protos.Assignment:
+    return a.model_copy(update={"request": a.request.model_copy(update=req_update)})
+
+
+def test_a_request_larger_than_the_kv_cache_or_context_is_rejected_with_a_reason():
+    """Regression (fault probe): such requests were dropped silently and the
+    router's view kept them outstanding forever."""
+    core = WorkerCore(build_engines([0], "v100-llama2-7b", False))
+    kv = get_profile("v100-llama2-7b")
+    too_long = _assign(0, 0, 0.0, out=3000, prompt=3000)  # 6,000 > Llama-2's 4,096-token context
+    assert core.on_assignment(too_long) is None
+    ok = _assign(1, 0, 0.0, out=5)
+    assert core.on_assignment(ok) is None
+    comps, _ = _run(core, 30.0)
+    by_id = {c.request_id: c for c in comps}
+    assert by_id["r0"].status == "rejected" and str(kv.max_model_len) in by_id["r0"].reason
+    assert by_id["r0"].output_tokens == 0 and by_id["r0"].ttft_s == 0.0
+    assert by_id["r1"].status == "ok" and by_id["r1"].output_tokens == 5
+    assert core.rejected == 1 and core.in_flight == 0
+    assert core.on_assignment(too_long) == "duplicate"  # answered once
+
+
+def test_clock_skew_never_yields_negative_latencies():
+    """Regression (fault probe): an arrival_s ahead of the worker's clock (client
+    skew) made latencies negative, failed validation and crashed the worker."""
+    core = WorkerCore(build_engines([0], "v100-llama2-7b", False))
+    a = _with(_assign(0, 0, 10.0, out=4), arrival_s=10.5)  # arrives "0.5 s in the future"
+    assert core.on_assignment(a) is None and core.skewed == 1
+    comps, _ = _run(core, 60.0)
+    (c,) = comps
+    assert c.status == "ok" and c.ttft_s >= 0 and c.e2e_s >= 0 and c.queue_wait_s >= 0
+    protos.decode("completions", protos.encode(c))  # a valid message
+
+
+def test_stale_epochs_are_fenced():
+    core = WorkerCore(build_engines([0, 1], "v100-llama2-7b", False))
+    first = _assign(0, 0, 0.0, out=50)
+    rerouted = first.model_copy(update={"instance": 1, "epoch": 1})
+    assert core.on_assignment(rerouted) is None
+    assert core.on_assignment(first) == "stale"  # the epoch-0 copy arrives late: dropped
+    comps, _ = _run(core, 60.0)
+    assert [(c.request_id, c.instance, c.epoch) for c in comps] == [("r0", 1, 1)]
+
+
+def test_a_restarted_worker_does_not_serve_completed_requests_again():
+    """Regression (fault probe: 220 re-run completions after one worker restart)."""
+    core = WorkerCore(build_engines([0], "v100-llama2-7b", False))
+    core.mark_completed({"r0", "r1"})
+    assert core.on_assignment(_assign(0, 0, 0.0), partition=0, offset=0) == "duplicate"
+    assert core.on_assignment(_assign(1, 0, 0.0), partition=0, offset=1) == "duplicate"
+    assert core.on_assignment(_assign(2, 0, 0.0), partition=0, offset=2) is None
+    comps, _ = _run(core, 60.0)
+    assert [c.request_id for c in comps] == ["r2"]
+    assert core.commit_positions({0: 3}) == {0: 3}
