@@ -154,7 +154,7 @@ async def run_trainer(bootstrap: str, core: TrainerCore, clock, n_instances: int
     """The Kafka loop; runs until ``stop`` is set."""
     from aiokafka import TopicPartition
 
-    from services.kafka import Publisher, Topics, commit, ensure_topics, fetch, open_producer, start_consumer, stop_consumer
+    from services.kafka import STOP_FLUSH_S, Publisher, Topics, bounded, commit, ensure_topics, fetch, open_producer, start_consumer, stop_consumer
 
     topics = topics or Topics()
     stop = stop or asyncio.Event()
@@ -200,11 +200,14 @@ async def run_trainer(bootstrap: str, core: TrainerCore, clock, n_instances: int
                     print("trainer: " + " ".join(f"{k}={v:.4g}" for k, v in st.items()), file=sys.stderr, flush=True)
                 t0, ev0, next_report = mono, core.events, mono + report_every_s
     finally:
-        await pub.flush()
-        if positions:
-            await commit(consumer, positions)
-        await stop_consumer(consumer)
-        await producer.stop()
+        async def _last():
+            await pub.flush()
+            if positions:
+                await commit(consumer, positions)
+
+        await bounded(_last(), STOP_FLUSH_S, "the trainer's last flush and commit")
+        await bounded(stop_consumer(consumer), STOP_FLUSH_S, "stopping the consumer")
+        await bounded(producer.stop(), STOP_FLUSH_S, "stopping the producer")
     return core
 
 

@@ -44,10 +44,11 @@ from typing import Iterable
 
 from aiokafka import AIOKafkaConsumer, AIOKafkaProducer, TopicPartition
 from aiokafka.admin import AIOKafkaAdminClient, NewPartitions, NewTopic
-from aiokafka.errors import KafkaConnectionError, KafkaError, KafkaTimeoutError, TopicAlreadyExistsError
+from aiokafka.errors import (KafkaConnectionError, KafkaError, KafkaTimeoutError, TopicAlreadyExistsError,
+                             UnknownTopicOrPartitionError)
 
 import protos
-from phaser.errors import PhaserError
+from phaser.errors import PhaserError, ServiceFailure
 from protos.messages import TOPICS, Message
 
 #: producer batching delay, ms (see module docstring)
@@ -240,16 +241,55 @@ async def start_consumer(bootstrap: str, partitions: Iterable[tuple[str, int]], 
     return c
 
 
-async def commit(consumer: AIOKafkaConsumer, positions: dict[TopicPartition, int]) -> None:
-    """Commit ``positions`` (next offset to read per partition); a failed commit
+async def commit(consumer: AIOKafkaConsumer, positions: dict[TopicPartition, int]) -> bool | None:
+    """Commit ``positions`` (next offset to read per partition). A failed commit
     only means some records are re-read after a restart, which downstream
-    de-duplication absorbs, so it is reported and not raised."""
+    de-duplication absorbs, so it is reported and not raised: True = done,
+    False = failed, None = failed because the broker no longer knows the topic
+    (an in-memory broker that restarted)."""
     if not positions:
-        return
+        return True
     try:
         await consumer.commit(dict(positions))
-    except KafkaError as e:  # pragma: no cover - depends on broker state
-        print(f"warning: commit failed: {e}", file=sys.stderr)
+        return True
+    except KafkaError as e:  # depends on broker state
+        print(f"warning: commit failed: {e.__class__.__name__} {e}".rstrip(), file=sys.stderr)
+        return None if isinstance(e, UnknownTopicOrPartitionError) else False
+
+
+class BrokerLost(ServiceFailure):
+    """The broker has refused every commit for ``broker_lost_s()`` seconds: it
+    restarted without its state (tansu keeps nothing) or is unreachable. The
+    service exits non-zero so its supervisor restarts it against the broker
+    as it is now, instead of running on, connected but stuck."""
+
+
+def broker_lost_s() -> float:
+    """Wall seconds of failing commits after which a service gives up (``PHASER_BROKER_LOST_S``, default 30)."""
+    import os
+
+    try:
+        v = float(os.environ.get("PHASER_BROKER_LOST_S", "30"))
+    except ValueError:
+        raise PhaserError("PHASER_BROKER_LOST_S must be a number of seconds") from None
+    if not v > 0:
+        raise PhaserError("PHASER_BROKER_LOST_S must be > 0")
+    return v
+
+
+#: wall seconds a stopping service waits for its last flush and commit before it gives up on them
+STOP_FLUSH_S = 10.0
+
+
+async def bounded(aw, timeout_s: float, what: str) -> None:
+    """Await ``aw`` for at most ``timeout_s`` (shutdown steps must never hang on a dead broker)."""
+    try:
+        await asyncio.wait_for(aw, timeout_s)
+    except asyncio.TimeoutError:
+        print(f"warning: {what} did not finish in {timeout_s:g}s (broker unreachable?); "
+              "records not acknowledged are re-read or re-sent after a restart", file=sys.stderr)
+    except KafkaError as e:
+        print(f"warning: {what} failed: {e.__class__.__name__} {e}".rstrip(), file=sys.stderr)
 
 
 class Committer:
@@ -259,15 +299,27 @@ class Committer:
     produced (else a crash could lose them), i.e. a producer flush plus a
     broker round trip — tens of wall ms that, awaited in a service's loop,
     would show up as router wait or late completions (× the time scale). So
-    the positions are snapshotted in the loop and flushed+committed by a task."""
+    the positions are snapshotted in the loop and flushed+committed by a task.
 
-    def __init__(self, consumer: AIOKafkaConsumer, publisher: "Publisher", every_s: float, wall=None):
+    ``check()`` raises ``BrokerLost`` once flushes and commits have failed
+    without a break for ``lost_s`` wall seconds, or ``GONE_AFTER`` commits in a
+    row were refused because the broker no longer has the topics (tansu after a
+    restart: nothing the service holds can be committed ever again)."""
+
+    GONE_AFTER = 5
+
+    def __init__(self, consumer: AIOKafkaConsumer, publisher: "Publisher", every_s: float, wall=None,
+                 lost_s: float | None = None):
         import time
 
         self.consumer, self.publisher, self.every_s = consumer, publisher, every_s
         self._wall = wall or time.monotonic
         self._next = self._wall() + every_s
         self._task: asyncio.Task | None = None
+        self.lost_s = broker_lost_s() if lost_s is None else lost_s
+        self._last_ok = self._wall()
+        self.failures = 0
+        self._gone = 0
 
     def maybe(self, positions) -> None:
         """If a commit is due and none is running, commit ``positions()`` in the background."""
@@ -276,19 +328,44 @@ class Committer:
         pos = positions()
         if pos:
             self._task = asyncio.get_running_loop().create_task(self._run(pos))
+        else:
+            self._last_ok = self._wall()
         self._next = self._wall() + self.every_s
 
+    def check(self) -> None:
+        """``BrokerLost`` when nothing could be committed for ``lost_s`` (a commit in flight counts as failing)."""
+        if self._gone >= self.GONE_AFTER:
+            raise BrokerLost(f"the broker no longer has this service's topics ({self._gone} commits refused with "
+                             "UnknownTopicOrPartition): it restarted without its state; exiting so a supervisor "
+                             "restarts this service")
+        if self._wall() - self._last_ok >= self.lost_s:
+            raise BrokerLost(f"no offset commit succeeded for {self.lost_s:g}s ({self.failures} failed): "
+                             "the broker lost its state or is unreachable; exiting so a supervisor restarts this service")
+
     async def _run(self, pos) -> None:
-        await self.publisher.flush()
-        await commit(self.consumer, pos)
+        try:
+            await asyncio.wait_for(self.publisher.flush(), self.lost_s)
+        except (asyncio.TimeoutError, KafkaError):
+            self.failures += 1
+            return
+        ok = await commit(self.consumer, pos)
+        if ok:
+            self._last_ok, self._gone = self._wall(), 0
+        else:
+            self.failures += 1
+            self._gone = self._gone + 1 if ok is None else 0
 
     async def close(self, positions) -> None:
-        """Wait for a running commit, then flush and commit ``positions()`` once more."""
-        if self._task is not None:
-            await asyncio.gather(self._task, return_exceptions=True)
-        pos = positions()
-        await self.publisher.flush()
-        await commit(self.consumer, pos)
+        """Wait for a running commit, then flush and commit ``positions()`` once
+        more; bounded by ``STOP_FLUSH_S`` so a stop never hangs on a dead broker."""
+        async def _close():
+            if self._task is not None:
+                await asyncio.gather(self._task, return_exceptions=True)
+            pos = positions()
+            await self.publisher.flush()
+            await commit(self.consumer, pos)
+
+        await bounded(_close(), STOP_FLUSH_S, "the last flush and commit")
 
 
 def is_transient(err: BaseException) -> bool:

@@ -43,7 +43,7 @@ from phaser.errors import PhaserError
 from phaser.types import Job
 from services.clock import StackClock
 from services.lifecycle import mark_ready
-from services.kafka import (Committer, Publisher, Topics, ensure_topics, fetch, open_producer, start_consumer,
+from services.kafka import (STOP_FLUSH_S, Committer, Publisher, bounded, Topics, ensure_topics, fetch, open_producer, start_consumer,
                             stop_consumer, warm_producer)
 
 #: request ids remembered for de-duplication (see module docstring)
@@ -237,10 +237,11 @@ async def run_router(bootstrap: str, core: RouterCore, clock: StackClock, topics
                 await pub.send("assignments", a, partition=a.instance, key=a.request.id.encode())
             seen.update(fetched)
             committer.maybe(positions)  # assignments are acknowledged before their requests are committed
+            committer.check()  # BrokerLost: exit non-zero rather than run on stuck
     finally:
         await committer.close(positions)
-        await stop_consumer(consumer)
-        await producer.stop()
+        await bounded(stop_consumer(consumer), STOP_FLUSH_S, "stopping the consumer")
+        await bounded(producer.stop(), STOP_FLUSH_S, "stopping the producer")
     return core
 
 

@@ -43,7 +43,7 @@ import protos
 from phaser.errors import PhaserError
 from services.clock import StackClock
 from services.lifecycle import install_stop_signals, mark_ready
-from services.kafka import (Committer, Publisher, Topics, ensure_topics, fetch, open_producer, start_consumer,
+from services.kafka import (STOP_FLUSH_S, Committer, Publisher, bounded, Topics, ensure_topics, fetch, open_producer, start_consumer,
                             stop_consumer, warm_producer)
 
 DEFAULT_HEARTBEAT_S = 0.5
@@ -258,10 +258,11 @@ async def run_worker(bootstrap: str, core: WorkerCore, clock: StackClock, topics
             for st in statuses:
                 await pub.send("instance-status", st)
             committer.maybe(positions)  # completions are acknowledged before their assignments are committed
+            committer.check()  # BrokerLost: exit non-zero rather than run on stuck
     finally:
         await committer.close(positions)
-        await stop_consumer(consumer)
-        await producer.stop()
+        await bounded(stop_consumer(consumer), STOP_FLUSH_S, "stopping the consumer")
+        await bounded(producer.stop(), STOP_FLUSH_S, "stopping the producer")
     return core
 
 

@@ -46,7 +46,7 @@ def main(argv: list[str] | None = None) -> int:
         app(args=argv, standalone_mode=True)
     except PhaserError as e:
         print(f"error: {e}", file=sys.stderr)
-        return 2
+        return getattr(e, "exit_code", 2)
     except SystemExit as e:  # typer/click exits through SystemExit
         code = e.code
         return code if isinstance(code, int) else (0 if code is None else 1)

@@ -36,11 +36,23 @@ async def test_least_tokens_in_the_live_stack_completes_every_request(bare_broke
     assert all(c.policy == "least-tokens" and 0 <= c.instance < 4 for c in run.completions.values())
 
 
+#: the fault probe's poison prompt: 900 KB of prompt_text passed the old schema and made
+#: the router's assignment exceed the producer's record limit (a crash loop on restart)
+POISON = orjson.dumps({"v": 2, "id": "poison", "arrival_s": 1.0, "prompt_tokens": 5, "output_tokens": 5,
+                       "prompt_text": "x" * 900_000})
+
+
 async def test_malformed_requests_are_dead_lettered_and_valid_ones_served_once(bare_broker, stack_runner):
     bad = {
         b"{not json at all": "not JSON",
         orjson.dumps({"v": 1, "id": "no-prompt", "arrival_s": 1.0, "output_tokens": 5}): "prompt_tokens",
         orjson.dumps({"v": 1, "id": "neg", "arrival_s": 1.0, "prompt_tokens": -3, "output_tokens": 5}): "prompt_tokens",
+        orjson.dumps({"v": 9, "id": "future", "arrival_s": 1.0, "prompt_tokens": 3}): "schema version",
+        b'{"v": 2, "id": "\xff", "arrival_s": 1.0, "prompt_tokens": 3}': "not JSON",
+        b'{"v": 2, "id": "nan", "arrival_s": NaN, "prompt_tokens": 3}': "not JSON",
+        b'{"v": 2, "id": "big", "arrival_s": 1.0, "prompt_tokens": 99999999999999999999999}': "prompt_tokens",
+        orjson.dumps({"v": 2, "id": "far", "arrival_s": 1e300, "prompt_tokens": 3, "output_tokens": 2}): "arrival_s",
+        POISON: "prompt_text",
     }
 
     reqs = load_workload("paper-mix", n=40, seed=5)
@@ -50,7 +62,7 @@ async def test_malformed_requests_are_dead_lettered_and_valid_ones_served_once(b
         await prod.start()
         pub = Publisher(prod, topics, source="test")
         for raw in bad:
-            await pub.send_raw("requests", raw)
+            await (await prod.send(topics.name("requests"), raw))  # raw bytes, past every client-side check
         await pub.send("requests", reqs[7])  # the publisher sends it again later: routed once
         await pub.flush()
         await prod.stop()
@@ -73,4 +85,7 @@ async def test_malformed_requests_are_dead_lettered_and_valid_ones_served_once(b
     assert len(dls) == len(bad)
     for dl in dls:
         raw = base64.b64decode(dl.original_b64)
-        assert dl.topic == "requests" and dl.source == "router" and bad[raw] in dl.reason
+        if dl.truncated:  # the poison prompt: a truncated copy, its size recorded
+            assert dl.original_bytes == len(POISON) and POISON.startswith(raw) and len(raw) < len(POISON)
+            raw = POISON
+        assert dl.topic == "requests" and dl.source == "router" and bad[raw] in dl.reason, (dl.reason, raw[:80])
