@@ -13,13 +13,11 @@ import asyncio
 import time
 import uuid
 
-import pytest
 
 from load_generator.publisher import publish
 from load_generator.registry import load_workload
-from services.broker import EmbeddedBroker, free_port
 from services.clock import StackClock
-from services.kafka import BrokerLost, Publisher, Topics, ensure_topics, fetch, start_consumer, stop_consumer
+from services.kafka import Publisher, Topics, ensure_topics, fetch, start_consumer, stop_consumer
 from services.router import build_core, run_router
 from services.worker import WorkerCore, build_engines, run_worker
 
