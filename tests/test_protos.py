@@ -24,6 +24,12 @@ def test_round_trip_every_topic_example():
     (b'{"id": "x", "arrival_s": 0, "prompt_tokens": -4}', "prompt_tokens"),
     (b'[1, 2]', "JSON object"),
     (b'{"v": 99, "id": "x", "arrival_s": 0, "prompt_tokens": 3}', "schema version"),
+    (b'{"id": "x", "arrival_s": NaN, "prompt_tokens": 3}', "not JSON"),
+    (b'{"id": "\xff\xfe", "arrival_s": 0, "prompt_tokens": 3}', "not JSON"),  # invalid UTF-8
+    (b'{"id": "x", "arrival_s": 0, "prompt_tokens": 123456789012345678901234567890}', "prompt_tokens"),
+    (b'{"id": "x", "arrival_s": 1e400, "prompt_tokens": 3}', "infinity"),
+    (b'{"v": true, "id": "x", "arrival_s": 0, "prompt_tokens": 3}', "schema version"),
+    (b'{"v": "1", "id": "x", "arrival_s": 0, "prompt_tokens": 3}', "schema version"),
 ])
 def test_decode_rejects_with_reason(raw, needle):
     with pytest.raises(DecodeError) as e:
@@ -128,20 +134,6 @@ def test_the_broker_schema_and_the_consumer_accept_exactly_the_same_messages(top
     raw = orjson.dumps(msg)
     assert _consumer_accepts(topic, raw) is ok
     assert _record_validator(topic).is_valid({"value": orjson.loads(raw)}) is ok
-
-
-@pytest.mark.parametrize("raw,needle", [
-    (b'{"id": "x", "arrival_s": NaN, "prompt_tokens": 3}', "not JSON"),
-    (b'{"id": "\xff\xfe", "arrival_s": 0, "prompt_tokens": 3}', "not JSON"),  # invalid UTF-8
-    (b'{"id": "x", "arrival_s": 0, "prompt_tokens": 123456789012345678901234567890}', "prompt_tokens"),
-    (b'{"id": "x", "arrival_s": 1e400, "prompt_tokens": 3}', "infinity"),
-    (b'{"v": true, "id": "x", "arrival_s": 0, "prompt_tokens": 3}', "schema version"),
-    (b'{"v": "1", "id": "x", "arrival_s": 0, "prompt_tokens": 3}', "schema version"),
-])
-def test_hostile_bytes_are_refused_with_a_reason(raw, needle):
-    with pytest.raises(DecodeError) as e:
-        decode("requests", raw)
-    assert needle in e.value.reason
 
 
 def test_the_largest_valid_assignment_fits_in_one_kafka_record():
