@@ -110,6 +110,9 @@ class Assignment(Message):
     epoch: int = Field(default=0, ge=0, le=1_000, description=(
         "0 for the first routing of a request, +1 for each re-route after a failover; a worker serves "
         "only the newest epoch it has seen for an id (older ones are stale and dropped)"))
+    revoked: bool = Field(default=False, description=(
+        "a fence notice, not work: the router re-routed this request away from ``instance`` (after a "
+        "failover) under ``epoch``; a worker holding an older epoch of it drops it without answering"))
 
 
 class Completion(Message):

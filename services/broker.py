@@ -18,6 +18,7 @@ this build (tansu 0.6.0-510f3e2), measured here:
 from __future__ import annotations
 
 import os
+import signal
 import socket
 import subprocess
 import time
@@ -99,6 +100,29 @@ class EmbeddedBroker:
             time.sleep(0.02)
         self.stop()
         raise PhaserError(f"broker did not open {self.bootstrap} within {timeout}s")
+
+    def pause(self) -> None:
+        """SIGSTOP the broker (a hung broker: connections open, nothing answers)."""
+        if self.proc and self.proc.poll() is None:
+            self.proc.send_signal(signal.SIGSTOP)
+
+    def resume(self) -> None:
+        if self.proc and self.proc.poll() is None:
+            self.proc.send_signal(signal.SIGCONT)
+
+    def restart(self, timeout: float = 10.0, hard: bool = False) -> None:
+        """Kill and start again on the same port. tansu keeps its log in memory:
+        every topic, record and committed offset is gone afterwards."""
+        if self.proc and self.proc.poll() is None:
+            self.proc.send_signal(signal.SIGCONT)
+            if hard:
+                self.proc.kill()
+                self.proc.wait()
+        self.stop()
+        deadline = time.monotonic() + timeout
+        while port_open(self.host, self.port) and time.monotonic() < deadline:
+            time.sleep(0.05)
+        self.start(timeout)
 
     def stop(self) -> None:
         if self.proc and self.proc.poll() is None:

@@ -37,7 +37,10 @@ def die_with_parent(argv: list[str]) -> list[str]:
     survives exec). A subprocess ``preexec_fn`` would do the same but forces a
     fork of a multithreaded interpreter (JAX), which can deadlock. Where
     ``setpriv`` is missing the command runs unwrapped (then a SIGKILLed parent
-    can orphan it; SIGTERM/Ctrl-C still stop it)."""
+    can orphan it; SIGTERM/Ctrl-C still stop it). Spawn such children from the
+    main thread only: Linux sends the signal when the *thread* that forked the
+    child exits (a child started from ``asyncio.to_thread`` dies with the
+    pool's worker thread)."""
     import shutil
 
     setpriv = shutil.which("setpriv")
@@ -68,7 +71,8 @@ class Children:
     procs: dict[str, subprocess.Popen] = field(default_factory=dict)
 
     def spawn(self, name: str, argv: list[str], env: dict | None = None, stdout=None, stderr=None) -> subprocess.Popen:
-        p = subprocess.Popen(argv, start_new_session=True, stdin=subprocess.DEVNULL,
+        # die_with_parent: a parent killed by SIGKILL (or a closed terminal) leaves no orphan
+        p = subprocess.Popen(die_with_parent(argv), start_new_session=True, stdin=subprocess.DEVNULL,
                              stdout=stdout, stderr=stderr, env={**os.environ, **(env or {})})
         self.procs[name] = p
         return p
@@ -77,18 +81,31 @@ class Children:
         """Children that exited, with their exit codes."""
         return [(n, p.returncode) for n, p in self.procs.items() if p.poll() is not None]
 
-    def stop_all(self, grace_s: float = STOP_GRACE_S) -> None:
-        for p in self.procs.values():
+    def stop_all(self, grace_s: float = STOP_GRACE_S, ordered: bool = False) -> None:
+        """SIGTERM every child, SIGKILL what is left after ``grace_s``. ``ordered``: one
+        at a time in start order (``phaser up`` starts router, workers, trainer,
+        monitor), each given ``grace_s``, so the ones upstream stop first and
+        nobody reports the ones it depends on as gone."""
+        if ordered:
+            for name in list(self.procs):
+                self._stop_some({name: self.procs[name]}, grace_s)
+            self.procs.clear()
+            return
+        self._stop_some(self.procs, grace_s)
+        self.procs.clear()
+
+    @staticmethod
+    def _stop_some(procs: dict, grace_s: float) -> None:
+        for p in procs.values():
             _signal_group(p, signal.SIGTERM)
         deadline = time.monotonic() + grace_s
-        for name, p in self.procs.items():
+        for name, p in procs.items():
             try:
                 p.wait(timeout=max(0.0, deadline - time.monotonic()))
             except subprocess.TimeoutExpired:
                 print(f"{name} did not stop in {grace_s}s; killing it", file=sys.stderr)
             _signal_group(p, signal.SIGKILL)  # whatever the child left in its group
             p.wait()
-        self.procs.clear()
 
 
 def _signal_group(p: subprocess.Popen, sig: int) -> None:

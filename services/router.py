@@ -28,6 +28,21 @@ Decisions:
 * The view is fed from the router's own assignments (never stale), from
   ``completions`` and from ``instance-status``; completions of requests this
   router never assigned (before a restart) are ignored by the view.
+* **Failover** (``phaser.cluster.health``): an instance whose heartbeats stop,
+  or whose worker reports it unhealthy, is down. The router then (1) never
+  routes there: whatever a policy picks, a down instance is replaced by the live
+  one with the fewest outstanding requests (rotating ties), the same for every
+  policy, and with no live instance at all the request waits; (2) re-routes the
+  requests it had sent there and not yet seen complete: each goes back to the
+  head of the queue with ``epoch + 1``, and a fence notice (an assignment with
+  ``revoked``) goes to the old partition, so a revived worker drops its stale
+  copy instead of answering twice. A request routed ``max_attempts`` times
+  (default 3) that fails over again ends with a completion of status ``error``.
+  If a stale copy completes first anyway (it finished just before the failover
+  was detected), that answer stands and the re-routed copy is revoked in turn.
+  Limit: in-flight tracking is the router's memory; a router restart forgets
+  which requests were in flight, so requests on an instance that dies while
+  the router is down wait for that worker to come back.
 """
 
 from __future__ import annotations
@@ -39,7 +54,9 @@ from collections import deque
 from dataclasses import dataclass, field
 
 import protos
+from phaser.cluster.health import DOWN_FLOOR_WALL_S, Health, down_after
 from phaser.errors import PhaserError
+from phaser.policies._select import RotatingArg
 from phaser.types import Job
 from services.clock import StackClock
 from services.lifecycle import mark_ready
@@ -54,6 +71,20 @@ ROUTER_TICK_S = 0.02
 COMMIT_EVERY_S = 0.5
 #: wall seconds between checks for a finished background policy load (hot swap)
 SWAP_POLL_S = 0.01
+#: routings of one request before a further failover ends it with status ``error``
+MAX_ATTEMPTS = 3
+
+
+@dataclass(slots=True)
+class _Flight:
+    """A request routed and not yet seen complete."""
+
+    req: protos.Request
+    job: Job
+    instance: int
+    epoch: int
+    attempts: int  # routings so far
+    decided_s: float
 
 
 @dataclass
@@ -62,7 +93,7 @@ class RouterCore:
     view: object  # phaser.cluster.view.ClusterView
     predictor: object  # phaser.predictor API: .predict(request) -> (expected tokens, bucket), optional .update
     tick_s: float = ROUTER_TICK_S
-    queue: deque = field(default_factory=deque)  # of (Request, Job, offset in `requests` or -1)
+    queue: deque = field(default_factory=deque)  # of (Request, Job, offset in `requests` or -1, epoch, attempts)
     seen: dict[str, None] = field(default_factory=dict)  # insertion-ordered: oldest first
     duplicates: int = 0
     routed: int = 0
@@ -72,6 +103,16 @@ class RouterCore:
     swap: object | None = None
     #: ``phaser.rl.features.Encoder``: encodes the state when the policy gives no features
     encoder: object | None = None
+    #: ``phaser.cluster.health.Health``; None = every instance always live (no failover)
+    health: Health | None = None
+    max_attempts: int = MAX_ATTEMPTS
+    inflight: dict[str, _Flight] = field(default_factory=dict)
+    rerouted: int = 0   # re-routings after a failover
+    diverted: int = 0   # decisions moved off a down instance
+    failed: int = 0     # requests ended with status error
+    stale_answers: int = 0  # completions of a copy that had been re-routed
+    _outbox: list = field(default_factory=list)  # fence notices and error completions to publish
+    _divert: RotatingArg = field(default_factory=RotatingArg)
     _retry_at: float = -math.inf
 
     def on_request(self, req: protos.Request, offset: int = -1) -> bool:
@@ -83,12 +124,32 @@ class RouterCore:
         if len(self.seen) > DEDUPE_WINDOW:
             del self.seen[next(iter(self.seen))]
         tokens, bucket = self.predictor.predict(req)
-        self.queue.append((req, Job.from_request(req, tokens, bucket), offset))
+        self.queue.append((req, Job.from_request(req, tokens, bucket), offset, 0, 0))
         return True
 
+    def mark_routed(self, rid: str) -> None:
+        """A request a previous router incarnation already assigned (read back at start)."""
+        self.seen[rid] = None
+        if len(self.seen) > DEDUPE_WINDOW:
+            del self.seen[next(iter(self.seen))]
+
     def on_completion(self, c: protos.Completion, t: float) -> None:
-        if 0 <= c.instance < len(self.view.instances):
-            self.view.on_complete(c.request_id, c.instance, t)  # a rejected request frees the view too
+        f = self.inflight.get(c.request_id)
+        if f is not None and c.epoch < f.epoch:
+            # a copy we had re-routed answered first: its answer stands; revoke the newer copy
+            self.stale_answers += 1
+            del self.inflight[c.request_id]
+            self.view.on_complete(c.request_id, f.instance, t)
+            self._outbox.append(("assignments", self._notice(f, f.epoch + 1, t)))
+        elif f is not None:
+            del self.inflight[c.request_id]
+        elif c.epoch > 0 or self.health is not None and self.health.down:
+            self._unqueue(c.request_id)  # answered while waiting to be re-routed
+        where = self.view.instance_of(c.request_id)  # a re-routed request may be answered by its old instance
+        if where is None and 0 <= c.instance < len(self.view.instances):
+            where = c.instance
+        if where is not None:
+            self.view.on_complete(c.request_id, where, t)  # a rejected request frees the view too
         if c.status != "ok":
             self.not_served += 1
             return
@@ -100,6 +161,70 @@ class RouterCore:
 
     def on_status(self, s: protos.InstanceStatus, t: float) -> None:
         self.view.on_status(s, t)
+        if self.health is not None and self.health.on_status(s.instance, s.health == "ok", s.reason, t) == "down":
+            self._fail_over(s.instance, t)
+
+    # ------------------------------------------------------------- failover
+    def _notice(self, f: _Flight, epoch: int, t: float) -> protos.Assignment:
+        return protos.Assignment(
+            request=f.req, instance=f.instance, policy="failover", policy_version=0, decided_s=t,
+            router_wait_s=0.0, predicted_tokens=f.job.predicted_tokens, predicted_bucket=f.job.predicted_bucket,
+            action=-1, epoch=min(epoch, 1_000), revoked=True)
+
+    def _unqueue(self, rid: str) -> None:
+        for k, q in enumerate(self.queue):
+            if q[0].id == rid:
+                del self.queue[k]
+                return
+
+    def _fail_over(self, i: int, t: float) -> None:
+        """Instance ``i`` is down: re-route what it holds (see the module docstring)."""
+        moved = [f for f in self.inflight.values() if f.instance == i]
+        back = []
+        for f in moved:
+            del self.inflight[f.req.id]
+            self.view.on_complete(f.req.id, i, t)
+            self._outbox.append(("assignments", self._notice(f, f.epoch + 1, t)))
+            if f.attempts >= self.max_attempts:
+                self.failed += 1
+                self._outbox.append(("completions", self._error(f, t)))
+            else:
+                back.append((f.req, f.job, -1, f.epoch + 1, f.attempts))
+                self.rerouted += 1
+        self.queue.extendleft(reversed(back))  # oldest first, ahead of new requests
+        if back:
+            self._retry_at = -math.inf
+
+    def _error(self, f: _Flight, t: float) -> protos.Completion:
+        req = f.req
+        why = self.health.down.get(f.instance, "down") if self.health is not None else "down"
+        return protos.Completion(
+            request_id=req.id, instance=f.instance, task=req.task, status="error",
+            reason=f"routed {f.attempts} times; instance {f.instance} failed too ({why})"[:2000], epoch=f.epoch,
+            arrival_s=req.arrival_s, admitted_s=t, first_token_s=t, finish_s=t, ttft_s=0.0, tbt_mean_s=0.0,
+            tbt_p99_s=0.0, tbt_max_s=0.0, e2e_s=max(0.0, t - req.arrival_s), router_wait_s=0.0, queue_wait_s=0.0,
+            preemptions=0, prompt_tokens=req.prompt_tokens, output_tokens=0)
+
+    def check_health(self, now: float) -> None:
+        """Declare silent instances down (and re-route what they hold)."""
+        if self.health is not None:
+            for i in self.health.check(now):
+                self._fail_over(i, now)
+
+    def take_outbox(self) -> list[tuple[str, object]]:
+        """Fence notices and error completions produced since the last call: (topic, message)."""
+        out, self._outbox = self._outbox, []
+        return out
+
+    def _live_choice(self, i: int) -> int | None:
+        """``i`` if it is live, else the live instance with the fewest outstanding requests."""
+        h = self.health
+        if h is None or h.live(i):
+            return i
+        if not h.any_live:
+            return None
+        self.diverted += 1
+        return self._divert.argmin([v.outstanding for v in self.view.instances], allowed=h.live)
 
     def decide(self, now: float) -> list[protos.Assignment]:
         """Route from the head of the queue until it is empty or the policy
@@ -110,7 +235,7 @@ class RouterCore:
         self.view.advance_to(now)
         n = len(self.view.instances)
         while self.queue:
-            req, job, _ = self.queue[0]
+            req, job, _, epoch, attempts = self.queue[0]
             self.view.router_queue_len = len(self.queue)
             if self.swap is not None:
                 d = self.swap.decide(job, self.view, now)
@@ -122,18 +247,23 @@ class RouterCore:
                 if feats is None and i is not None and self.encoder is not None:
                     feats = self.encoder(job, self.view)
                 action = i if feats is not None else -1
+            if i is not None and not (isinstance(i, int) and 0 <= i < n):
+                raise RuntimeError(f"policy {name} returned instance {i!r} with {n} instances")
+            if i is not None:
+                i = self._live_choice(i)
+                if feats is not None:
+                    action = i
             if i is None:
                 self._retry_at = now + self.tick_s
                 break
-            if not (isinstance(i, int) and 0 <= i < n):
-                raise RuntimeError(f"policy {name} returned instance {i!r} with {n} instances")
             self.queue.popleft()
             self.view.on_assign(job, i, now)
+            self.inflight[req.id] = _Flight(req, job, i, epoch, attempts + 1, now)
             out.append(protos.Assignment(
                 request=req, instance=i, policy=name, policy_version=version,
                 decided_s=now, router_wait_s=max(0.0, now - req.arrival_s), predicted_tokens=job.predicted_tokens,
                 predicted_bucket=job.predicted_bucket, features=None if feats is None else [float(x) for x in feats],
-                action=action,
+                action=action, epoch=epoch,
             ))
             self.routed += 1
         self.view.router_queue_len = len(self.queue)
@@ -145,8 +275,9 @@ class RouterCore:
     def requests_commit(self, next_offset: int) -> int:
         """Offset of ``requests`` safe to commit: the oldest still-queued request's,
         else ``next_offset`` (everything read was routed)."""
-        if self.queue and self.queue[0][2] >= 0:
-            return self.queue[0][2]
+        for q in self.queue:  # re-routed requests (offset -1) sit ahead of the fresh ones
+            if q[2] >= 0:
+                return q[2]
         return next_offset
 
 
@@ -199,8 +330,12 @@ async def run_router(bootstrap: str, core: RouterCore, clock: StackClock, topics
         bootstrap, [(topics.name(t), 0) for t in inputs],
         group_id=topics.prefix + "phaser-router", client_id="phaser-router")
     req_topic = topics.name("requests")
+    for rid in await recent_assignment_ids(bootstrap, topics, n):  # a restarted router must not route them again
+        core.mark_routed(rid)
     seen: dict = {}
-    await warm_producer(producer, topics, ("assignments", "dead-letters"))
+    await warm_producer(producer, topics, ("assignments", "completions", "dead-letters"))
+    if core.health is not None:
+        core.health.started_s = clock.now()  # silence counts from when the router listens
     mark_ready("router")
     if ready is not None:
         ready.set()
@@ -233,8 +368,14 @@ async def run_router(bootstrap: str, core: RouterCore, clock: StackClock, topics
             if core.swap is not None:
                 for ev in core.swap.poll(now):
                     await pub.send("policy-updates", ev)
+            core.check_health(now)
             for a in core.decide(now):
                 await pub.send("assignments", a, partition=a.instance, key=a.request.id.encode())
+            for topic, msg in core.take_outbox():  # fence notices, error completions
+                if topic == "assignments":
+                    await pub.send(topic, msg, partition=msg.instance, key=msg.request.id.encode())
+                else:
+                    await pub.send(topic, msg, key=msg.request_id.encode())
             seen.update(fetched)
             committer.maybe(positions)  # assignments are acknowledged before their requests are committed
             committer.check()  # BrokerLost: exit non-zero rather than run on stuck
@@ -245,12 +386,65 @@ async def run_router(bootstrap: str, core: RouterCore, clock: StackClock, topics
     return core
 
 
+#: wall seconds of ``assignments`` a starting router reads back (``recent_assignment_ids``)
+RECOVER_WINDOW_S = 120.0
+
+
+async def recent_assignment_ids(bootstrap: str, topics: Topics, n_partitions: int,
+                                window_s: float = RECOVER_WINDOW_S, timeout_s: float = 60.0) -> set[str]:
+    """Ids of requests assigned in the last ``window_s`` wall seconds: the state a
+    restarted router derives from the stream. ``requests`` is re-read from the
+    last committed offset (at most ``COMMIT_EVERY_S`` plus the router queue
+    behind), so a window of minutes covers every redelivery; the ids are
+    remembered as routed, so no request is assigned twice across a restart.
+    Brokers without timestamp lookup (``offsets_for_times`` gives nothing) are
+    read from the start."""
+    import time
+
+    from aiokafka import TopicPartition
+
+    name = topics.name("assignments")
+    c = await start_consumer(bootstrap, [(name, p) for p in range(n_partitions)], group_id=None,
+                             client_id="phaser-router-recover")
+    out: set[str] = set()
+    try:
+        tps = [TopicPartition(name, p) for p in range(n_partitions)]
+        ends = await c.end_offsets(tps)
+        since = await c.offsets_for_times({tp: int((time.time() - window_s) * 1000) for tp in tps})
+        for tp in tps:
+            o = since.get(tp)
+            if o is None:
+                c.seek(tp, ends[tp])  # nothing newer than the window
+            else:
+                c.seek(tp, o.offset)
+        deadline = time.monotonic() + timeout_s
+        while time.monotonic() < deadline:
+            pos = {tp: await c.position(tp) for tp in tps}
+            if all(pos[tp] >= ends[tp] for tp in tps):
+                break
+            for records in (await c.getmany(timeout_ms=500, max_records=5000)).values():
+                for r in records:
+                    try:
+                        a = protos.decode("assignments", r.value)
+                    except protos.DecodeError:
+                        continue
+                    if not a.revoked:
+                        out.add(a.request.id)
+    finally:
+        await stop_consumer(c)
+    return out
+
+
 def main(bootstrap: str, policy: str, n_instances: int, profiles: list[str], time_scale: float, seed: int,
-         predictor: str, topics: Topics, swap: dict | None = None, policy_options: dict | None = None) -> None:
-    """``swap``: keyword options of ``services.policy_swap.attach`` (store, checkpoint, canary...) or None."""
+         predictor: str, topics: Topics, swap: dict | None = None, policy_options: dict | None = None,
+         heartbeat_s: float = 0.5, down_after_wall_s: float = DOWN_FLOOR_WALL_S) -> None:
+    """``swap``: keyword options of ``services.policy_swap.attach`` (store, checkpoint, canary...) or None.
+    ``down_after_wall_s``: failover's wall-clock floor (``phaser.cluster.health``); 0 turns failover off."""
     from services.lifecycle import install_stop_signals
 
     core = build_core(policy, n_instances, profiles, seed, predictor, policy_options)
+    if down_after_wall_s > 0:
+        core.health = Health(n_instances, down_after(heartbeat_s, time_scale, floor_wall_s=down_after_wall_s))
     if swap is not None:
         from services.policy_swap import attach
 
@@ -265,6 +459,10 @@ def main(bootstrap: str, policy: str, n_instances: int, profiles: list[str], tim
     asyncio.run(_run())
     print(f"router: {core.routed} routed, {len(core.queue)} queued at exit, {core.duplicates} duplicate ids ignored",
           file=sys.stderr)
+    if core.health is not None and (core.health.went_down or core.rerouted or core.failed):
+        print(f"router: failover: {core.health.went_down} instance(s) went down, {core.health.came_back} came back, "
+              f"{core.rerouted} re-routed, {core.diverted} decisions diverted, {core.failed} failed (status error)",
+              file=sys.stderr)
     if core.swap is not None:
         print("router: requests per policy version: " + ", ".join(f"v{v}={n}" for v, n in sorted(core.swap.served_counts.items())),
               file=sys.stderr)

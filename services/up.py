@@ -115,7 +115,8 @@ def child_commands(cfg: UpConfig, bootstrap: str, prefix: str) -> dict[str, list
     online = cfg.policy == ONLINE_POLICY
     policy = ["--policy", ONLINE_FALLBACK, "--store", cfg.checkpoints] if online else ["--policy", cfg.policy]
     cmds = {"router": py + ["router"] + policy + ["--instances", str(cfg.instances), "--profile", cfg.profile,
-                                                  "--predictor", cfg.predictor, "--seed", str(cfg.seed)] + clocked}
+                                                  "--predictor", cfg.predictor, "--seed", str(cfg.seed),
+                                                  "--heartbeat-s", repr(cfg.heartbeat_s)] + clocked}
     for lo, hi in worker_ranges(cfg.instances, cfg.workers):
         cmds[f"worker-{lo}-{hi}"] = py + ["worker", "--instances", f"{lo}-{hi}", "--partitions", str(cfg.instances),
                                           "--profile", cfg.profile, "--heartbeat-s", repr(cfg.heartbeat_s),
@@ -140,7 +141,27 @@ def _wait_ready(ready_dir: Path, names: list[str], children: Children, timeout_s
     raise PhaserError(f"stack not ready after {timeout_s:.0f}s: {', '.join(missing)} did not start")
 
 
-async def _drive_and_collect(cfg: UpConfig, requests: list, bootstrap: str, topics: Topics, children: Children) -> Tally:
+@dataclass
+class UpContext:
+    """What a fault hook (``services.chaos``) may act on during a run."""
+
+    children: Children
+    cmds: dict[str, list[str]]
+    env: dict[str, str]
+    bootstrap: str
+    topics: Topics
+    tally: Tally | None = None
+
+    def respawn(self, name: str) -> None:
+        out = sys.stderr if name == "monitor" else None
+        self.children.spawn(name, self.cmds[name], env=self.env, stdout=out)
+
+
+async def _drive_and_collect(cfg: UpConfig, requests: list, bootstrap: str, topics: Topics, children: Children,
+                             hook=None, ctx: UpContext | None = None) -> Tally:
+    """``hook``: an object with ``async tick(elapsed_wall_s, ctx)`` called every loop (fault injection),
+    ``supervise`` (True: it restarts dead children, the run goes on), ``busy`` (True while a fault is
+    still in progress: the run does not end) and optionally ``load_wall`` (the load generator's clock)."""
     from load_generator.publisher import publish
 
     tally = Tally({r.id for r in requests}, cfg.instances)
@@ -148,9 +169,12 @@ async def _drive_and_collect(cfg: UpConfig, requests: list, bootstrap: str, topi
     producer = make_producer(bootstrap, client_id="phaser-up")
     await producer.start()
     pub = Publisher(producer, topics, source="up")
+    extra = {"wall": hook.load_wall} if getattr(hook, "load_wall", None) is not None else {}
     load = asyncio.ensure_future(publish(requests, bootstrap, cfg.time_scale, topics=topics,
-                                         idempotent=cfg.bootstrap is not None))
-    last_progress = time.monotonic()
+                                         idempotent=cfg.bootstrap is not None, **extra))
+    if ctx is not None:
+        ctx.tally = tally
+    t_load = last_progress = time.monotonic()
     report: dict = {}
     try:
         while True:
@@ -159,6 +183,10 @@ async def _drive_and_collect(cfg: UpConfig, requests: list, bootstrap: str, topi
                 tally.add(m.msg)
             if msgs:
                 last_progress = time.monotonic()
+            if hook is not None:
+                await hook.tick(time.monotonic() - t_load, ctx)
+                if hook.busy:
+                    last_progress = time.monotonic()
             if load.done():
                 report = load.result()  # a failed publish is an error of the run
                 if tally.done or time.monotonic() - last_progress > cfg.drain_timeout_s:
@@ -166,7 +194,7 @@ async def _drive_and_collect(cfg: UpConfig, requests: list, bootstrap: str, topi
             else:
                 last_progress = time.monotonic()
             dead = [(n, c) for n, c in children.dead() if n not in OFF_PATH]
-            if dead:
+            if dead and not (hook is not None and hook.supervise):
                 print("stack child died: " + ", ".join(f"{n} (code {c})" for n, c in dead) + "; stopping", file=sys.stderr)
                 break
     finally:
@@ -180,8 +208,9 @@ async def _drive_and_collect(cfg: UpConfig, requests: list, bootstrap: str, topi
     return tally
 
 
-def run_up(cfg: UpConfig) -> dict:
-    """Run the stack end to end; returns the summary dict (see ``services.summary``)."""
+def run_up(cfg: UpConfig, hook=None, capture: dict | None = None) -> dict:
+    """Run the stack end to end; returns the summary dict (see ``services.summary``).
+    ``hook``: fault injection during the load (see ``_drive_and_collect``, ``services.chaos``)."""
     from load_generator.registry import load_workload
     from services.broker import EmbeddedBroker, free_port
 
@@ -210,13 +239,24 @@ def run_up(cfg: UpConfig) -> dict:
 
             CheckpointStore(cfg.checkpoints).import_checkpoint(cfg.checkpoint, "phaser up --checkpoint")
         cmds = child_commands(cfg, bootstrap, prefix)
-        for name, argv in cmds.items():
-            out = sys.stderr if name == "monitor" else None
-            children.spawn(name, argv, env={"PHASER_READY_DIR": str(ready_dir)}, stdout=out)
+        ctx = UpContext(children, cmds, {"PHASER_READY_DIR": str(ready_dir)}, bootstrap, topics)
+        for name in cmds:
+            ctx.respawn(name)
         _wait_ready(ready_dir, [n for n in cmds if n != "trainer"], children, READY_TIMEOUT_S)  # trainer: off the request path
         t_load = time.monotonic()
-        tally = asyncio.run(_drive_and_collect(cfg, requests, bootstrap, topics, children))
+        interrupted = False
+        try:
+            tally = asyncio.run(_drive_and_collect(cfg, requests, bootstrap, topics, children, hook, ctx))
+        except KeyboardInterrupt:  # Ctrl-C / SIGTERM: stop in order and report what came back so far
+            if ctx.tally is None:
+                raise
+            interrupted, tally = True, ctx.tally
+            print("\ninterrupted: stopping the stack in order (router, workers, trainer, monitor, broker)", file=sys.stderr)
+            children.stop_all(ordered=True)
         summary = tally.summary()
+        summary["interrupted"] = interrupted
+        if capture is not None:  # for callers that need more than the summary (services.chaos)
+            capture.update(completions=list(tally.completions.values()), topics=topics)
         summary["load"] = {k: tally.load_report[k] for k in ("sent", "failed", "refused", "max_lag_s", "p99_lag_s")
                            if k in tally.load_report}
         from policy_trainer.report import plot_versions, policy_versions
@@ -230,7 +270,7 @@ def run_up(cfg: UpConfig) -> dict:
                         "run_wall_s": round(time.monotonic() - t_load, 3)})
         return summary
     finally:
-        children.stop_all()
+        children.stop_all(ordered=True)
         if broker is not None:
             broker.stop()
         shutil.rmtree(ready_dir, ignore_errors=True)

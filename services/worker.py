@@ -24,6 +24,12 @@ Decisions:
 * **Commits**: the committed offset of a partition is the offset of its oldest
   unfinished assignment, so a restarted worker re-reads exactly the requests
   that had not completed (the engine state died with the process).
+* **Fencing** (failover, ``services.router``): every assignment carries an
+  epoch; an assignment older than the newest epoch seen for its id is stale
+  and dropped, and a fence notice (``revoked``) tells the worker that the router
+  moved a request elsewhere: a copy it still holds is run out but never
+  answered, so a worker that was only slow (or came back) does not answer twice.
+  A newer epoch of a request already held here is adopted by the running copy.
 * **Heartbeats**: one ``InstanceStatus`` per instance every ``heartbeat_s``
   stack seconds (default 0.5: at the default time scales this is tens of wall
   ms, the polling period production routers use — see field-notes.md).
@@ -101,6 +107,7 @@ class WorkerCore:
         self._seq = 0
         self._answers: list[protos.Completion] = []  # rejected completions not yet published
         self._epoch: dict[str, int] = {}  # newest epoch seen per request id (fencing)
+        self._revoked: dict[str, int] = {}  # request id -> epoch of the fence notice
 
     def on_assignment(self, a: protos.Assignment, partition: int = -1, offset: int = -1) -> str | None:
         """Hand an assignment to its engine. Returns None when accepted (or
@@ -115,9 +122,22 @@ class WorkerCore:
             self.misrouted += 1
             return f"instance {a.instance} is not hosted by this worker"
         rid = a.request.id
+        if a.revoked:
+            self._epoch[rid] = max(a.epoch, self._epoch.get(rid, 0))
+            m = self._meta.get(rid)
+            if m is not None and m.epoch < a.epoch:
+                self._revoked[rid] = a.epoch
+                if m.offset >= 0:  # nothing left to re-read on a restart
+                    self._outstanding.get(m.partition, {}).pop(m.offset, None)
+            return "revoked"
         if a.epoch < self._epoch.get(rid, 0):
             self.stale += 1
             return "stale"
+        m = self._meta.get(rid)
+        if m is not None and a.epoch > m.epoch:  # re-routed back to this worker: the running copy serves it
+            self._epoch[rid] = m.epoch = a.epoch
+            self._revoked.pop(rid, None)
+            return "duplicate"
         if rid in self._meta or rid in self._done_ids:
             self.duplicates += 1
             return "duplicate"
@@ -169,8 +189,11 @@ class WorkerCore:
             self._done_ids.add(rec.id)
             if m.offset >= 0:
                 self._outstanding[m.partition].pop(m.offset, None)
-            self.completed += 1
             self._epoch.pop(rec.id, None)
+            if self._revoked.pop(rec.id, -1) > m.epoch:  # re-routed elsewhere meanwhile: not ours to answer
+                self.stale += 1
+                continue
+            self.completed += 1
             out.append(rec.to_completion(router_wait_s=m.router_wait_s, policy=m.policy, policy_version=m.policy_version,
                                          epoch=m.epoch))
         statuses: list[protos.InstanceStatus] = []
@@ -248,7 +271,7 @@ async def run_worker(bootstrap: str, core: WorkerCore, clock: StackClock, topics
                     why = core.on_assignment(m.msg, m.partition, m.offset)
                 except Exception as e:  # no single message may stop the worker
                     why = f"worker could not serve it: {e.__class__.__name__}: {e}"
-                if why is not None and why not in ("duplicate", "stale"):
+                if why is not None and why not in ("duplicate", "stale", "revoked"):
                     await pub.dead_letter("assignments", protos.encode(m.msg), why, m.partition, m.offset)
             for tp, nxt in fetched.items():
                 seen[tp.partition] = nxt

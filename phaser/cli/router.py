@@ -33,6 +33,11 @@ def register(app: typer.Typer) -> None:
                                       help="With --store: share of requests routed to a random instance so online learning sees alternatives (max 0.25)."),
         freeze: bool = typer.Option(False, "--freeze", envvar="PHASER_FREEZE",
                                     help="With --store: serve without learning (no exploration, ignore the trainer's new versions)."),
+        heartbeat_s: float = typer.Option(0.5, "--heartbeat-s", envvar="PHASER_HEARTBEAT_S", min=0.001,
+                                          help="The workers' heartbeat period (stack s); failover waits 10 of them."),
+        down_after_s: float = typer.Option(5.0, "--down-after-s", envvar="PHASER_DOWN_AFTER_S", min=0.0,
+                                           help="Failover: wall seconds of heartbeat silence (at least; and at least 10 heartbeats) "
+                                                "before an instance is down and its requests are re-routed; 0 turns failover off."),
         time_scale: float = TimeScaleOpt,
         topic_prefix: str = TopicPrefixOpt,
         bootstrap: str = BootstrapOpt,
@@ -45,4 +50,5 @@ def register(app: typer.Typer) -> None:
             store=store, canary_share=canary_share, rollback_threshold=rollback_threshold, min_samples=canary_min_samples,
             promote_after=canary_promote_after, explore=explore, freeze=freeze)
         main(bootstrap, policy, instances, [p.strip() for p in profile.split(",") if p.strip()], time_scale, seed,
-             predictor, Topics(topic_prefix), swap, {"checkpoint": checkpoint} if checkpoint else None)
+             predictor, Topics(topic_prefix), swap, {"checkpoint": checkpoint} if checkpoint else None,
+             heartbeat_s=heartbeat_s, down_after_wall_s=down_after_s)

@@ -66,6 +66,7 @@ def register(app: typer.Typer) -> None:
             raise KeyboardInterrupt
 
         signal.signal(signal.SIGTERM, _term)
+        signal.signal(signal.SIGHUP, _term)  # a closed terminal stops the stack the same way
         summary = run_up(cfg)
         con = Console()
         for t in render(summary, title=f"phaser up: {workload}, {policy}, {instances} x {profile}"):
