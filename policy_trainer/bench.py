@@ -34,7 +34,7 @@ import numpy as np
 
 from phaser.rl.checkpoint import spec_metadata
 from phaser.rl.features import FeatureSpec
-from policy_trainer.store import CheckpointStore
+from phaser.versions.store import CheckpointStore
 from protos.messages import Assignment, Completion, PolicyUpdate, Request
 
 

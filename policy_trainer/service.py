@@ -33,7 +33,7 @@ from dataclasses import dataclass, field
 from phaser.errors import PhaserError
 from policy_trainer.joiner import Joiner
 from policy_trainer.learner import OnlineLearner
-from policy_trainer.store import CheckpointStore
+from phaser.versions.store import CheckpointStore
 from policy_trainer.transitions import TransitionBuilder
 import protos
 from protos.messages import Assignment, Completion, InstanceStatus, PolicyUpdate
@@ -137,10 +137,19 @@ def build_core(store_dir: str, n_instances: int, checkpoint: str | None, seed: i
     ckpt = None
     if checkpoint:
         ckpt = load_checkpoint(checkpoint)
-    elif store.pointer().version is not None:
-        ckpt = store.load(store.pointer().version)
-    if ckpt is not None:
-        check_compatible(ckpt, n_instances)
+        check_compatible(ckpt, n_instances)  # an explicit --checkpoint that is unusable is refused (exit 2)
+    else:
+        def _load(v: int):
+            c = store.load(v)
+            check_compatible(c, n_instances)
+            return c
+
+        version, ckpt, notes = store.usable_current(_load)
+        for line in notes:  # a corrupt or missing current version must not stop the trainer: say so, fall back
+            print(f"trainer: {line}", file=sys.stderr)
+        if notes:
+            print(f"trainer: starting from v{version}" if ckpt is not None else "trainer: no usable version; learning from scratch",
+                  file=sys.stderr)
     learner = OnlineLearner(n_instances, ckpt, seed=seed)
     predictor = LengthPredictor.from_dict(ckpt.metadata["predictor"]) if ckpt and "predictor" in ckpt.metadata else LengthPredictor()
     builder = TransitionBuilder.for_config(learner.obs_dim, learner.cfg, settle_s=settle_s)

@@ -2,7 +2,7 @@
 
 The router asks ``PolicySwap.decide(job, view, now_s)`` instead of a bare
 policy. Behind it sit at most two loaded versions — the *incumbent* and a
-*canary* — and a ``policy_trainer.guard.CanaryGuard`` judging the canary.
+*canary* — and a ``phaser.versions.guard.CanaryGuard`` judging the canary.
 
 Decisions:
 
@@ -41,6 +41,7 @@ Decisions:
 from __future__ import annotations
 
 import logging
+import sys
 import random
 from collections import deque
 from concurrent.futures import Future, ThreadPoolExecutor
@@ -50,8 +51,8 @@ from typing import Callable
 from phaser.errors import PhaserError
 from phaser.rl import checkpoint as ckpt
 from phaser.rl.features import Encoder, FeatureSpec
-from policy_trainer.guard import CanaryGuard, GuardConfig, ProbationGuard
-from policy_trainer.store import CheckpointStore
+from phaser.versions.guard import CanaryGuard, GuardConfig, ProbationGuard
+from phaser.versions.store import CheckpointStore
 from protos.messages import Completion, PolicyUpdate
 
 log = logging.getLogger("phaser.policy_swap")
@@ -338,9 +339,20 @@ def incumbent_from(store: CheckpointStore | None, checkpoint: str | None, fallba
     if checkpoint:
         return load_version(checkpoint, n_instances, seed), False
     if store is not None:
-        ptr = store.pointer()
-        if ptr.version is not None:
-            return load_version(str(store.path_of(ptr.version)), n_instances, seed), ptr.pinned
+        version, served, notes = store.usable_current(lambda v: load_version(str(store.path_of(v)), n_instances, seed))
+        for line in notes:  # a corrupt or missing current version must not stop the router: say so, fall back
+            print(f"router: {line}", file=sys.stderr)
+        if served is not None:
+            if notes:
+                print(f"router: serving v{version} instead", file=sys.stderr)
+            try:
+                pinned = store.pointer().pinned and store.pointer().version == version
+            except PhaserError:
+                pinned = False
+            return served, pinned
+        if notes:
+            print(f"router: no usable version in the store; serving {getattr(fallback, 'name', fallback)} until one is published",
+                  file=sys.stderr)
     return Served(version=0, policy=fallback), False
 
 

@@ -235,7 +235,7 @@ def run_up(cfg: UpConfig, hook=None, capture: dict | None = None) -> dict:
         if not cfg.checkpoints:
             cfg = replace(cfg, checkpoints=str(ready_dir / "checkpoints"))
         if cfg.checkpoint and cfg.policy == ONLINE_POLICY:
-            from policy_trainer.store import CheckpointStore
+            from phaser.versions.store import CheckpointStore
 
             CheckpointStore(cfg.checkpoints).import_checkpoint(cfg.checkpoint, "phaser up --checkpoint")
         cmds = child_commands(cfg, bootstrap, prefix)
@@ -259,7 +259,7 @@ def run_up(cfg: UpConfig, hook=None, capture: dict | None = None) -> dict:
             capture.update(completions=list(tally.completions.values()), topics=topics)
         summary["load"] = {k: tally.load_report[k] for k in ("sent", "failed", "refused", "max_lag_s", "p99_lag_s")
                            if k in tally.load_report}
-        from policy_trainer.report import plot_versions, policy_versions
+        from phaser.versions.report import plot_versions, policy_versions
 
         summary["policy_versions"] = policy_versions(tally.completions.values())
         if cfg.plot and tally.completions:

@@ -67,7 +67,7 @@ def register(app: typer.Typer) -> None:
         from rich.console import Console
         from rich.table import Table
 
-        from policy_trainer.store import CheckpointStore
+        from phaser.versions.store import CheckpointStore
 
         s = CheckpointStore(store)
         ptr = s.pointer()
@@ -100,7 +100,7 @@ def register(app: typer.Typer) -> None:
     @grp.command("show")
     def show(version: int = typer.Argument(..., help="Version number (as in `phaser policy list`)."), store: str = StoreOpt):
         """Verify one version's checksum and print its metadata."""
-        from policy_trainer.store import CheckpointStore
+        from phaser.versions.store import CheckpointStore
 
         c = CheckpointStore(store).load(version)  # PhaserError if tampered
         meta = dict(c.metadata)
@@ -114,7 +114,7 @@ def register(app: typer.Typer) -> None:
                 bootstrap: str | None = PublishBootstrapOpt, topic_prefix: str = TopicPrefixOpt,
                 time_scale: float = TimeScaleOpt):
         """Make VERSION current (verified first); live routers switch to it without a canary."""
-        from policy_trainer.store import CheckpointStore
+        from phaser.versions.store import CheckpointStore
 
         s = CheckpointStore(store)
         c = s.load(version)  # refuse to promote a tampered version
@@ -128,7 +128,7 @@ def register(app: typer.Typer) -> None:
                  bootstrap: str | None = PublishBootstrapOpt, topic_prefix: str = TopicPrefixOpt,
                 time_scale: float = TimeScaleOpt):
         """Withdraw the current version and serve the previous one (or --to)."""
-        from policy_trainer.store import CheckpointStore
+        from phaser.versions.store import CheckpointStore
 
         s = CheckpointStore(store)
         if to is not None:
@@ -143,7 +143,7 @@ def register(app: typer.Typer) -> None:
     def unpin(store: str = StoreOpt, bootstrap: str | None = PublishBootstrapOpt, topic_prefix: str = TopicPrefixOpt,
                 time_scale: float = TimeScaleOpt):
         """Let routers take the trainer's new versions again (through the canary)."""
-        from policy_trainer.store import CheckpointStore
+        from phaser.versions.store import CheckpointStore
 
         s = CheckpointStore(store)
         ptr = s.unpin("operator unpin")

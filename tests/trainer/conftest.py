@@ -5,7 +5,7 @@ from __future__ import annotations
 import pytest
 
 from policy_trainer.bench import random_params, version_metadata
-from policy_trainer.store import CheckpointStore
+from phaser.versions.store import CheckpointStore
 
 N = 4
 

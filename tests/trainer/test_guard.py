@@ -7,7 +7,7 @@ import random
 import pytest
 
 from phaser.errors import PhaserError
-from policy_trainer.guard import CanaryGuard, GuardConfig, canary_bucket
+from phaser.versions.guard import CanaryGuard, GuardConfig, canary_bucket
 
 
 def test_canary_share_is_respected_and_deterministic():
@@ -95,7 +95,7 @@ def test_spill_over_rolls_back_when_the_incumbent_gets_worse_too():
 
 
 def test_probation_rolls_back_a_version_that_degrades_at_full_traffic():
-    from policy_trainer.guard import ProbationGuard
+    from phaser.versions.guard import ProbationGuard
 
     cfg = GuardConfig(min_samples=30, promote_after=60, probation_s=50.0)
     bad = ProbationGuard(version=2, previous=1, baseline_e2e_s=1.0, started_s=0.0, config=cfg)

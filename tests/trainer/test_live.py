@@ -81,7 +81,7 @@ async def test_trainer_joins_reordered_duplicated_and_late_events_once(bare_brok
 
 async def test_published_version_is_used_and_tampered_one_refused(bare_broker):
     with tempfile.TemporaryDirectory() as d:
-        from policy_trainer.store import CheckpointStore
+        from phaser.versions.store import CheckpointStore
 
         store = CheckpointStore(d)
         v1, p1, c1 = store.publish(fixed_choice_params(4, 1), metadata(4))
@@ -114,7 +114,7 @@ async def test_published_version_is_used_and_tampered_one_refused(bare_broker):
 
 async def test_bad_version_is_rolled_back_by_the_guard(bare_broker):
     with tempfile.TemporaryDirectory() as d:
-        from policy_trainer.store import CheckpointStore
+        from phaser.versions.store import CheckpointStore
 
         v, p, c = CheckpointStore(d).publish(fixed_choice_params(4, 0), metadata(4))  # everything to instance 0
 

@@ -13,7 +13,7 @@ from phaser.errors import PhaserError
 from phaser.policies import make_policy
 from phaser.rl.features import FeatureSpec
 from phaser.types import Job
-from policy_trainer.guard import GuardConfig
+from phaser.versions.guard import GuardConfig
 from protos.messages import Completion, PolicyUpdate
 from services.policy_swap import PolicySwap, Served
 

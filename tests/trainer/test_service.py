@@ -11,7 +11,7 @@ from phaser.rl.policy import RLPolicy
 from policy_trainer.bench import synthetic_events
 from policy_trainer.learner import OnlineLearner
 from policy_trainer.service import TrainerCore
-from policy_trainer.store import CheckpointStore
+from phaser.versions.store import CheckpointStore
 from policy_trainer.transitions import TransitionBuilder
 
 SMALL = {"batch_size": 32, "learning_starts": 64, "hidden": (16, 16), "target_update_every": 10}

@@ -107,6 +107,34 @@ class CheckpointStore:
             raise PhaserError(f"no version v{version} in {self.root} (latest: {known})")
         return path
 
+    def usable_current(self, load: Callable[[int], object] | None = None) -> tuple[int | None, object | None, list[str]]:
+        """The newest usable version a service should start from: the current
+        one, else the previously current ones newest first (a corrupt or
+        missing checkpoint is skipped), else none. With an unreadable pointer,
+        every stored version is tried newest first. ``load(version)`` loads and
+        checks one (default: ``self.load``); whatever it raises (PhaserError,
+        OSError, ValueError) makes that version unusable. Returns (version,
+        loaded, notes): one line per version skipped and why, for the service
+        to print so an operator knows it did not start from the pointer."""
+        load = load or self.load
+        notes: list[str] = []
+        try:
+            ptr = self.pointer()
+            candidates = ([ptr.version] if ptr.version is not None else []) + list(reversed(ptr.history))
+        except PhaserError as e:
+            notes.append(f"{e}; trying the stored versions newest first")
+            candidates = sorted(self.versions(), reverse=True)
+        tried: set[int] = set()
+        for v in candidates:
+            if v in tried:
+                continue
+            tried.add(v)
+            try:
+                return v, load(v), notes
+            except (PhaserError, OSError, ValueError, KeyError) as e:
+                notes.append(f"version v{v} in {self.root} is unusable ({e.__class__.__name__}: {e}); skipping it")
+        return None, None, notes
+
     # -------------------------------------------------------------- pointer
     def pointer(self) -> Pointer:
         p = self.pointer_path
