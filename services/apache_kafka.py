@@ -24,6 +24,12 @@ Decisions:
   ``PR_SET_PDEATHSIG`` = SIGKILL (``services.lifecycle.die_with_parent``), so it
   dies with the Python process that started it, even under ``kill -9``; ``stop()`` sends SIGTERM (Kafka's clean
   shutdown), waits ``STOP_GRACE_S`` and then SIGKILLs the group.
+* **A secured listener** (``users={name: password}``): besides the plaintext
+  one (``bootstrap``, also the inter-broker listener), a ``SASL_SSL`` listener
+  on ``secure_bootstrap`` accepting SASL PLAIN and SCRAM-SHA-256 for those
+  users, with a throwaway CA and server certificate made by ``openssl`` in the
+  log's sibling folder (``ca_file`` is what clients trust). For testing the
+  ``PHASER_KAFKA_*`` pass-through (``services.kafka_security``).
 * **Missing Java or Maven** raises ``KafkaUnavailable`` with one line saying
   which; the test tier that needs this broker is then skipped with that line.
 """
@@ -135,6 +141,8 @@ class ApacheKafka:
     log_path: str | None = None  # the broker's own log (stdout/stderr); None: discarded
     version: str = KAFKA_VERSION
     extra_config: dict = field(default_factory=dict)
+    users: dict | None = None  # SASL_SSL listener for these users (see module docstring)
+    secure_port: int = 0
     kind: str = field(default="kafka", init=False)
     proc: subprocess.Popen | None = field(default=None, init=False)
     _tmp: str | None = field(default=None, init=False)
@@ -143,6 +151,59 @@ class ApacheKafka:
     @property
     def bootstrap(self) -> str:
         return f"{self.host}:{self.port}"
+
+    @property
+    def secure_bootstrap(self) -> str:
+        return f"{self.host}:{self.secure_port}"
+
+    @property
+    def ca_file(self) -> str:
+        return str(self._tls_dir / "ca.pem")
+
+    @property
+    def _tls_dir(self) -> Path:
+        return Path(self.log_dir).parent / f".{Path(self.log_dir).name}.tls"
+
+    def _make_certs(self) -> None:
+        """A CA and a server certificate for 127.0.0.1/localhost (openssl, 2 days)."""
+        d = self._tls_dir
+        d.mkdir(exist_ok=True)
+        if (d / "server.pem").exists():
+            return
+        openssl = shutil.which("openssl")
+        if openssl is None:
+            raise KafkaUnavailable("a SASL_SSL listener needs the openssl command (Debian package openssl)")
+
+        def run(*args):
+            r = subprocess.run([openssl, *args], cwd=d, capture_output=True, text=True, stdin=subprocess.DEVNULL)
+            if r.returncode != 0:
+                raise PhaserError(f"openssl {args[0]} failed: {r.stderr.strip()[-300:]}")
+
+        run("req", "-x509", "-newkey", "rsa:2048", "-nodes", "-keyout", "ca.key", "-out", "ca.pem", "-days", "2",
+            "-subj", "/CN=phaser test CA")
+        run("req", "-newkey", "rsa:2048", "-nodes", "-keyout", "server.key", "-out", "server.csr", "-subj", f"/CN={self.host}")
+        (d / "san.ext").write_text(f"subjectAltName=IP:{self.host},DNS:localhost\n")
+        run("x509", "-req", "-in", "server.csr", "-CA", "ca.pem", "-CAkey", "ca.key", "-CAcreateserial", "-out",
+            "server.crt", "-days", "2", "-extfile", "san.ext")
+        (d / "server.pem").write_text((d / "server.key").read_text() + (d / "server.crt").read_text())
+
+    def _secure_config(self) -> dict:
+        if not self.users:
+            return {}
+        plain = " ".join(f'user_{u}="{pw}"' for u, pw in self.users.items())
+        return {
+            "listeners": f"PLAINTEXT://{self.host}:{self.port},CONTROLLER://{self.host}:{self._controller_port},"
+                         f"SECURE://{self.host}:{self.secure_port}",
+            "advertised.listeners": f"PLAINTEXT://{self.host}:{self.port},SECURE://{self.host}:{self.secure_port}",
+            "listener.security.protocol.map": "PLAINTEXT:PLAINTEXT,CONTROLLER:PLAINTEXT,SECURE:SASL_SSL",
+            "listener.name.secure.sasl.enabled.mechanisms": "PLAIN,SCRAM-SHA-256",
+            "listener.name.secure.plain.sasl.jaas.config":
+                f"org.apache.kafka.common.security.plain.PlainLoginModule required {plain};",
+            "listener.name.secure.scram-sha-256.sasl.jaas.config":
+                "org.apache.kafka.common.security.scram.ScramLoginModule required;",
+            "ssl.keystore.type": "PEM",
+            "ssl.keystore.location": str(self._tls_dir / "server.pem"),
+        }
 
     def _config(self) -> str:
         c = {
@@ -164,6 +225,7 @@ class ApacheKafka:
             "group.initial.rebalance.delay.ms": "0",
             "auto.create.topics.enable": "false",
             "message.max.bytes": str(2 * 1024 * 1024),
+            **self._secure_config(),
             **{k: str(v) for k, v in self.extra_config.items()},
         }
         return "".join(f"{k}={v}\n" for k, v in c.items())
@@ -184,12 +246,16 @@ class ApacheKafka:
             self._tmp = tempfile.mkdtemp(prefix="phaser-kafka-")
             self.log_dir = self._tmp
         self._controller_port = self._controller_port or free_port()
+        if self.users:
+            self.secure_port = self.secure_port or free_port()
+            self._make_certs()
         props = Path(self.log_dir).parent / f".{Path(self.log_dir).name}.server.properties"
         props.write_text(self._config())
         self._props = props
         if not (Path(self.log_dir) / "meta.properties").exists():
+            scram = [a for u, pw in (self.users or {}).items() for a in ("--add-scram", f"SCRAM-SHA-256=[name={u},password={pw}]")]
             r = subprocess.run(self._java(["kafka.tools.StorageTool", "format", "-t", _cluster_id(), "-c", str(props),
-                                           "--ignore-formatted"]),
+                                           "--ignore-formatted", *scram]),
                                stdin=subprocess.DEVNULL, capture_output=True, text=True, timeout=timeout)
             if r.returncode != 0:
                 raise PhaserError(f"kafka storage format failed: {(r.stdout + r.stderr).strip()[-300:]}")
@@ -255,6 +321,7 @@ class ApacheKafka:
     def stop(self) -> None:
         self._terminate()
         if self._tmp:
+            shutil.rmtree(self._tls_dir, ignore_errors=True)
             shutil.rmtree(self._tmp, ignore_errors=True)
             Path(self._props).unlink(missing_ok=True)
             self._tmp = None

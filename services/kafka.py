@@ -48,6 +48,7 @@ from aiokafka.errors import (KafkaConnectionError, KafkaError, KafkaTimeoutError
                              UnknownTopicOrPartitionError)
 
 import protos
+from services.kafka_security import client_options
 from phaser.errors import PhaserError, ServiceFailure
 from protos.messages import TOPICS, Message
 
@@ -100,7 +101,7 @@ async def create_topics(bootstrap: str, wanted: dict[str, int]) -> None:
     """Create each ``name -> partitions`` topic that is missing (error 36,
     already exists, is fine). The one place phaser creates topics. Kafka errors
     propagate unchanged so callers can retry connection failures."""
-    admin = AIOKafkaAdminClient(bootstrap_servers=bootstrap, request_timeout_ms=10_000)
+    admin = AIOKafkaAdminClient(bootstrap_servers=bootstrap, request_timeout_ms=10_000, **client_options())
     await admin.start()
     try:
         for name, parts in wanted.items():
@@ -122,7 +123,7 @@ async def ensure_topics(bootstrap: str, n_instances: int, topics: Topics = Topic
         await create_topics(bootstrap, wanted)
     except KafkaError as e:
         raise _kafka_error(bootstrap, e) from None
-    admin = AIOKafkaAdminClient(bootstrap_servers=bootstrap, request_timeout_ms=10_000)
+    admin = AIOKafkaAdminClient(bootstrap_servers=bootstrap, request_timeout_ms=10_000, **client_options())
     try:
         await admin.start()
     except KafkaError as e:
@@ -144,7 +145,7 @@ async def ensure_topics(bootstrap: str, n_instances: int, topics: Topics = Topic
 
 async def partition_count(bootstrap: str, topic: str) -> int:
     """Number of partitions of ``topic`` as the broker's metadata reports it (0 if absent)."""
-    c = AIOKafkaConsumer(bootstrap_servers=bootstrap)
+    c = AIOKafkaConsumer(bootstrap_servers=bootstrap, **client_options())
     try:
         await c.start()
         parts = c.partitions_for_topic(topic)
@@ -183,7 +184,7 @@ def make_producer(bootstrap: str, client_id: str = "phaser", idempotent: bool = 
     return AIOKafkaProducer(
         bootstrap_servers=bootstrap, client_id=client_id, linger_ms=LINGER_MS, acks="all" if idempotent else 1,
         enable_idempotence=idempotent, max_batch_size=256 * 1024, request_timeout_ms=10_000,
-        max_request_size=MAX_RECORD_BYTES,
+        max_request_size=MAX_RECORD_BYTES, **client_options(),
     )
 
 
@@ -224,7 +225,7 @@ async def start_consumer(bootstrap: str, partitions: Iterable[tuple[str, int]], 
     positioned at the group's committed offset, else at the beginning."""
     c = AIOKafkaConsumer(
         bootstrap_servers=bootstrap, group_id=group_id, client_id=client_id, enable_auto_commit=False,
-        auto_offset_reset="earliest", fetch_max_wait_ms=FETCH_MAX_WAIT_MS, max_poll_records=2000,
+        auto_offset_reset="earliest", fetch_max_wait_ms=FETCH_MAX_WAIT_MS, max_poll_records=2000, **client_options(),
     )
     try:
         await c.start()

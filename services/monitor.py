@@ -35,6 +35,8 @@ from dataclasses import dataclass, field
 import numpy as np
 from aiokafka import AIOKafkaConsumer, TopicPartition
 
+from services.kafka_security import client_options
+
 import protos
 from protos.messages import TOPICS
 from services.lifecycle import mark_ready
@@ -144,7 +146,7 @@ async def _committed(bootstrap: str, topics: Topics, tps: list[TopicPartition], 
     for g, bases in GROUPS.items():
         c = consumers.get(g)
         if c is None:
-            c = consumers[g] = AIOKafkaConsumer(bootstrap_servers=bootstrap, group_id=topics.prefix + g,
+            c = consumers[g] = AIOKafkaConsumer(bootstrap_servers=bootstrap, group_id=topics.prefix + g, **client_options(),
                                                 enable_auto_commit=False, client_id="phaser-monitor")
             await c.start()
         offs = {}

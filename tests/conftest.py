@@ -24,6 +24,8 @@ import pytest
 from services.broker import EmbeddedBroker, free_port
 
 BROKERS = ("tansu", "kafka")
+#: SASL users of the Kafka fixture's SASL_SSL listener (``kafka.secure_bootstrap``)
+KAFKA_USERS = {"phaser": "pw-never-printed-7f3a"}
 
 
 @pytest.fixture(scope="session")
@@ -33,7 +35,7 @@ def kafka(tmp_path_factory):
 
     log = tmp_path_factory.mktemp("kafka") / "broker.log"
     try:
-        k = ApacheKafka(log_path=str(log))
+        k = ApacheKafka(log_path=str(log), users=KAFKA_USERS)  # also a SASL_SSL listener (tests/stack/test_kafka_security.py)
         k.start()
     except KafkaUnavailable as e:
         if os.environ.get("PHASER_REQUIRE_KAFKA"):
