@@ -34,6 +34,15 @@ def test_isolated_e2e_is_prefill_plus_decode_alone():
     assert iso == pytest.approx(rec.e2e_s, abs=1e-9)
 
 
+def test_the_isolated_bound_leaves_out_requests_no_instance_can_serve_as_the_simulator_does():
+    import protos
+
+    reqs = load_requests(TINY, 0)[:3]
+    too_long = protos.Request(id="too-long", arrival_s=reqs[-1].arrival_s, prompt_tokens=3000, output_tokens=2000)
+    iso = isolated_e2e(TINY, reqs + [too_long])  # llama2-7b: 4,096-token context
+    assert iso.shape == (3,) and (iso == isolated_e2e(TINY, reqs)).all()
+
+
 class _Rec:
     def __init__(self, rid, finish):
         self.id, self.finish_s = rid, finish
