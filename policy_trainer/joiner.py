@@ -159,6 +159,9 @@ class Joiner:
             self._done.popitem(last=False)
 
     # ----------------------------------------------------------------- state
+    def is_pending(self, rid: str) -> bool:
+        return rid in self._pending
+
     @property
     def pending(self) -> int:
         return len(self._pending)

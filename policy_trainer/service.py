@@ -55,6 +55,19 @@ class TrainerCore:
     events: int = 0
     _updates_at_publish: int = 0
     _last_publish_wall: float | None = None
+    _held: dict = field(default_factory=dict)  # request id -> (tp, offset) of its pending half
+
+    def commit_positions(self, fetched: dict) -> dict:
+        """Offsets safe to commit: per partition the oldest record whose half is still
+        unjoined, else what was fetched. A restarted trainer re-reads those records and
+        pairs them, instead of never seeing their partners' other halves again."""
+        for rid in [r for r in self._held if not self.joiner.is_pending(r)]:  # expired, dropped
+            del self._held[rid]
+        out = dict(fetched)
+        for tp, off in self._held.values():
+            if tp in out and off < out[tp]:
+                out[tp] = off
+        return out
 
     def __post_init__(self) -> None:
         if self.publish_every_updates < 1 or self.publish_every_s <= 0:
@@ -62,7 +75,9 @@ class TrainerCore:
         if self.builder is None:
             self.builder = TransitionBuilder.for_config(self.learner.obs_dim, self.learner.cfg)
 
-    def on_message(self, msg, now_s: float) -> None:
+    def on_message(self, msg, now_s: float, where: tuple | None = None) -> None:
+        """``where``: (topic partition, offset) of the record, so ``commit_positions``
+        never commits past a half that is still waiting for its partner."""
         self.events += 1
         if isinstance(msg, Assignment):
             j = self.joiner.add_assignment(msg, now_s)
@@ -77,7 +92,12 @@ class TrainerCore:
         else:
             return
         if j is None:
+            if where is not None and isinstance(msg, (Assignment, Completion)):
+                rid = msg.request.id if isinstance(msg, Assignment) else msg.request_id
+                if self.joiner.is_pending(rid) and rid not in self._held:
+                    self._held[rid] = where
             return
+        self._held.pop(j.request_id, None)
         self.builder.add(j)
         if self.predictor is not None:
             c = j.completion
@@ -129,7 +149,8 @@ class TrainerCore:
 
 def build_core(store_dir: str, n_instances: int, checkpoint: str | None, seed: int, *, publish_every_updates: int,
                publish_every_s: float, freeze: bool, settle_s: float) -> TrainerCore:
-    """Start from ``--checkpoint``, else the store's current version, else from scratch."""
+    """Start from ``--checkpoint``, else the store's newest usable version (a restarted
+    trainer resumes its own lineage), else from scratch."""
     from phaser.predictor.length import LengthPredictor
     from phaser.rl.checkpoint import check_compatible, load_checkpoint
 
@@ -144,7 +165,9 @@ def build_core(store_dir: str, n_instances: int, checkpoint: str | None, seed: i
             check_compatible(c, n_instances)
             return c
 
-        version, ckpt, notes = store.usable_current(_load)
+        # resume the learner where it left off: its newest version (what the router serves,
+        # the current one, may be older after a rollback, but it is not the learner's state)
+        version, ckpt, notes = store.usable_current(_load, newest_first=True)
         for line in notes:  # a corrupt or missing current version must not stop the trainer: say so, fall back
             print(f"trainer: {line}", file=sys.stderr)
         if notes:
@@ -184,7 +207,7 @@ async def run_trainer(bootstrap: str, core: TrainerCore, clock, n_instances: int
             now = clock.now()
             for m in msgs:
                 try:
-                    core.on_message(m.msg, now)
+                    core.on_message(m.msg, now, (TopicPartition(topics.name(m.topic), m.partition), m.offset))
                 except Exception as e:  # no single message may stop the trainer
                     await pub.dead_letter(m.topic, protos.encode(m.msg),
                                           f"trainer could not process it: {e.__class__.__name__}: {e}",
@@ -196,7 +219,7 @@ async def run_trainer(bootstrap: str, core: TrainerCore, clock, n_instances: int
                 await pub.send("policy-updates", upd)
             mono = time.monotonic()
             if positions and mono >= next_commit:
-                await commit(consumer, positions)
+                await commit(consumer, core.commit_positions(positions))
                 next_commit = mono + 1.0
             if mono >= next_report:
                 lag = sum(max(0, (consumer.highwater(tp) or 0) - positions.get(tp, 0)) for tp in tps)
@@ -212,7 +235,7 @@ async def run_trainer(bootstrap: str, core: TrainerCore, clock, n_instances: int
         async def _last():
             await pub.flush()
             if positions:
-                await commit(consumer, positions)
+                await commit(consumer, core.commit_positions(positions))
 
         await bounded(_last(), STOP_FLUSH_S, "the trainer's last flush and commit")
         await bounded(stop_consumer(consumer), STOP_FLUSH_S, "stopping the consumer")

@@ -107,7 +107,8 @@ class CheckpointStore:
             raise PhaserError(f"no version v{version} in {self.root} (latest: {known})")
         return path
 
-    def usable_current(self, load: Callable[[int], object] | None = None) -> tuple[int | None, object | None, list[str]]:
+    def usable_current(self, load: Callable[[int], object] | None = None,
+                       newest_first: bool = False) -> tuple[int | None, object | None, list[str]]:
         """The newest usable version a service should start from: the current
         one, else the previously current ones newest first (a corrupt or
         missing checkpoint is skipped), else none. With an unreadable pointer,
@@ -115,15 +116,12 @@ class CheckpointStore:
         checks one (default: ``self.load``); whatever it raises (PhaserError,
         OSError, ValueError) makes that version unusable. Returns (version,
         loaded, notes): one line per version skipped and why, for the service
-        to print so an operator knows it did not start from the pointer."""
+        to print so an operator knows it did not start from the pointer.
+        ``newest_first``: try every stored version newest first instead (a
+        restarted trainer resumes its own newest version, whatever is current)."""
         load = load or self.load
         notes: list[str] = []
-        try:
-            ptr = self.pointer()
-            candidates = ([ptr.version] if ptr.version is not None else []) + list(reversed(ptr.history))
-        except PhaserError as e:
-            notes.append(f"{e}; trying the stored versions newest first")
-            candidates = sorted(self.versions(), reverse=True)
+        candidates = self._candidates(newest_first, notes)
         tried: set[int] = set()
         for v in candidates:
             if v in tried:
@@ -134,6 +132,17 @@ class CheckpointStore:
             except (PhaserError, OSError, ValueError, KeyError) as e:
                 notes.append(f"version v{v} in {self.root} is unusable ({e.__class__.__name__}: {e}); skipping it")
         return None, None, notes
+
+    def _candidates(self, newest_first: bool, notes: list[str]) -> list[int]:
+        """Versions to try, best first: every stored one newest first (``newest_first``,
+        the trainer's own lineage), else the current one and then its history."""
+        if not newest_first:
+            try:
+                ptr = self.pointer()
+                return ([ptr.version] if ptr.version is not None else []) + list(reversed(ptr.history))
+            except PhaserError as e:
+                notes.append(f"{e}; trying the stored versions newest first")
+        return sorted(self.versions(), reverse=True)
 
     # -------------------------------------------------------------- pointer
     def pointer(self) -> Pointer:

@@ -72,3 +72,33 @@ def test_bad_publish_settings_are_user_errors(tmp_path):
 
     with pytest.raises(PhaserError):
         _core(tmp_path, publish_every_updates=0)
+
+
+def test_a_restarted_trainer_resumes_from_its_newest_version_not_the_current_one(tmp_path):
+    from policy_trainer.service import build_core
+
+    src = "phaser/checkpoints/rl-guided/v000002"
+    s = CheckpointStore(tmp_path / "s")
+    v1, _ = s.import_checkpoint(src, "current")
+    c = s.load(v1)  # publish a copy as the trainer would: the newest version, never promoted
+    v2, _, _ = s.publish(c.params, {k: v for k, v in c.metadata.items() if k not in ("checksum", "version", "format")})
+    assert s.pointer().version == v1 and v2 == v1 + 1
+    core = build_core(str(s.root), 4, None, 0, publish_every_updates=100, publish_every_s=60.0, freeze=True, settle_s=1.0)
+    assert core.learner.parent == v2
+
+
+def test_offsets_are_committed_only_past_records_whose_request_has_joined(tmp_path):
+    core = _core(tmp_path)
+    events = [m for _, _, m in synthetic_events(6, 4, seed=3)]
+    assigns = [m for m in events if m.__class__.__name__ == "Assignment"]
+    comps = [m for m in events if m.__class__.__name__ == "Completion"]
+    tp_a, tp_c = ("assignments", 0), ("completions", 0)
+    for k, a in enumerate(assigns):
+        core.on_message(a, 100.0, (tp_a, 10 + k))
+    for k, c in enumerate(comps[:-1]):  # the last request's completion has not arrived yet
+        core.on_message(c, 100.0, (tp_c, 50 + k))
+    last = assigns.index(next(a for a in assigns if a.request.id == comps[-1].request_id))
+    assert core.commit_positions({tp_a: 10 + len(assigns), tp_c: 50 + len(comps) - 1}) == {
+        tp_a: 10 + last, tp_c: 50 + len(comps) - 1}
+    core.on_message(comps[-1], 100.0, (tp_c, 60))
+    assert core.commit_positions({tp_a: 10 + len(assigns), tp_c: 61}) == {tp_a: 10 + len(assigns), tp_c: 61}
