@@ -53,6 +53,9 @@ from services.kafka import (STOP_FLUSH_S, Committer, Publisher, bounded, Topics,
                             stop_consumer, warm_producer)
 
 DEFAULT_HEARTBEAT_S = 0.5
+#: finished request ids remembered for de-duplication (1 M ids ~ 100 MB at most; redeliveries
+#: come from the uncommitted tail of a partition, orders of magnitude fewer)
+DONE_WINDOW = 1_000_000
 #: wall seconds between offset commits (a commit is a broker round trip)
 COMMIT_EVERY_S = 0.5
 
@@ -87,7 +90,7 @@ class WorkerCore:
     heartbeat_s: float = DEFAULT_HEARTBEAT_S
     horizon: dict[int, float] = field(default_factory=dict)
     _meta: dict[str, _Meta] = field(default_factory=dict)
-    _done_ids: set[str] = field(default_factory=set)
+    _done_ids: dict[str, None] = field(default_factory=dict)  # insertion-ordered, capped at DONE_WINDOW
     _outstanding: dict[int, dict[int, str]] = field(default_factory=dict)  # partition -> offset -> id (insertion = offset order)
     _next_heartbeat: float = -math.inf
     completed: int = 0
@@ -152,7 +155,7 @@ class WorkerCore:
         why = eng.refusal(req)
         if why is not None:
             self.rejected += 1
-            self._done_ids.add(rid)
+            self._done(rid)
             self._answers.append(_rejected(a, req, why, t))
             return None
         eng.add(req, t)
@@ -162,11 +165,18 @@ class WorkerCore:
             self._outstanding.setdefault(partition, {})[offset] = rid
         return None
 
+    def _done(self, rid: str) -> None:
+        d = self._done_ids
+        d[rid] = None
+        if len(d) > DONE_WINDOW:
+            del d[next(iter(d))]  # the oldest: a redelivery comes from the uncommitted tail, far younger
+
     def mark_completed(self, ids) -> None:
         """Request ids that ``completions`` already holds (read at start-up): a
         restarted worker must not serve them again when it re-reads their
         assignments from the committed offset."""
-        self._done_ids.update(ids)
+        for rid in ids:
+            self._done(rid)
 
     def step(self, now: float) -> tuple[list[protos.Completion], list[protos.InstanceStatus]]:
         """Advance every engine to ``now``; return the requests whose finish time
@@ -186,7 +196,7 @@ class WorkerCore:
         while self._held and self._held[0][0] <= now:
             rec = heapq.heappop(self._held)[2]
             m = self._meta.pop(rec.id)
-            self._done_ids.add(rec.id)
+            self._done(rec.id)
             if m.offset >= 0:
                 self._outstanding[m.partition].pop(m.offset, None)
             self._epoch.pop(rec.id, None)

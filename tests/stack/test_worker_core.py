@@ -134,3 +134,14 @@ def test_a_restarted_worker_does_not_serve_completed_requests_again():
     comps, _ = _run(core, 60.0)
     assert [c.request_id for c in comps] == ["r2"]
     assert core.commit_positions({0: 3}) == {0: 3}
+
+
+def test_finished_ids_are_remembered_in_a_bounded_window(monkeypatch):
+    import services.worker as w
+
+    monkeypatch.setattr(w, "DONE_WINDOW", 3)
+    core = WorkerCore(build_engines([0], "v100-llama2-7b", False), heartbeat_s=1e9)
+    core.mark_completed([f"old{i}" for i in range(5)])
+    assert list(core._done_ids) == ["old2", "old3", "old4"]
+    assert core.on_assignment(_assign(0, 0, 0.0).model_copy(update={"request": _assign(0, 0, 0.0).request.model_copy(
+        update={"id": "old4"})})) == "duplicate"
