@@ -73,5 +73,7 @@ def register(app: typer.Typer) -> None:
             con.print(t)
         if json_path is not None:
             json_path.write_text(json.dumps(summary, indent=2))
+        if summary.get("interrupted"):  # Ctrl-C / SIGTERM: the partial summary above, and the shell's code
+            raise typer.Exit(130)
         if summary["lost"] or summary["duplicates"]:
             raise typer.Exit(1)

