@@ -214,22 +214,10 @@ def _r(x):
 
 
 async def _count_dead_letters(bootstrap: str, topics) -> int:
-    from aiokafka import TopicPartition
+    from services.kafka import read_back
 
-    from services.kafka import start_consumer, stop_consumer
-
-    name = topics.name("dead-letters")
-    c = await start_consumer(bootstrap, [(name, 0)], group_id=None, client_id="phaser-chaos")
-    try:
-        tp = TopicPartition(name, 0)
-        end = (await c.end_offsets([tp]))[tp]
-        n, deadline = 0, time.monotonic() + 30
-        while await c.position(tp) < end and time.monotonic() < deadline:
-            for recs in (await c.getmany(tp, timeout_ms=500)).values():
-                n += len(recs)
-        return n
-    finally:
-        await stop_consumer(c)
+    dead, _ = await read_back(bootstrap, topics, "dead-letters", [0], timeout_s=30, client_id="phaser-chaos")
+    return len(dead)
 
 
 def _start_broker(kind: str):

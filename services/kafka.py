@@ -242,6 +242,45 @@ async def start_consumer(bootstrap: str, partitions: Iterable[tuple[str, int]], 
     return c
 
 
+async def read_back(bootstrap: str, topics: "Topics", base: str, partitions: Iterable[int], *,
+                    since_unix: float | None = None, timeout_s: float = 120.0, client_id: str = "phaser-recover"
+                    ) -> tuple[list[Message], bool]:
+    """Decode what ``base``'s ``partitions`` hold, from the start (or from the
+    first record at or after ``since_unix``, where the broker can look up
+    timestamps; where it cannot, from the start) up to the end offsets seen when
+    called: the state a restarting service derives from the stream. Records that
+    do not decode are skipped. Returns (messages, complete) — ``complete`` is False
+    when ``timeout_s`` ran out first."""
+    import time
+
+    name = topics.name(base)
+    tps = [TopicPartition(name, p) for p in partitions]
+    c = await start_consumer(bootstrap, [(name, tp.partition) for tp in tps], group_id=None, client_id=client_id)
+    out: list[Message] = []
+    try:
+        ends = await c.end_offsets(tps)
+        if since_unix is not None:
+            since = await c.offsets_for_times({tp: int(since_unix * 1000) for tp in tps})
+            for tp in tps:
+                o = since.get(tp)
+                c.seek(tp, ends[tp] if o is None else o.offset)  # None: nothing that recent
+        deadline = time.monotonic() + timeout_s
+        while True:
+            behind = [tp for tp in tps if await c.position(tp) < ends[tp]]
+            if not behind:
+                return out, True
+            if time.monotonic() >= deadline:
+                return out, False
+            for records in (await c.getmany(*behind, timeout_ms=500, max_records=5000)).values():
+                for r in records:
+                    try:
+                        out.append(protos.decode(base, r.value))
+                    except protos.DecodeError:
+                        continue
+    finally:
+        await stop_consumer(c)
+
+
 async def commit(consumer: AIOKafkaConsumer, positions: dict[TopicPartition, int]) -> bool | None:
     """Commit ``positions`` (next offset to read per partition). A failed commit
     only means some records are re-read after a restart, which downstream

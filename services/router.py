@@ -60,8 +60,8 @@ from phaser.policies._select import RotatingArg
 from phaser.types import Job
 from services.clock import StackClock
 from services.lifecycle import mark_ready
-from services.kafka import (STOP_FLUSH_S, Committer, Publisher, bounded, Topics, ensure_topics, fetch, open_producer, start_consumer,
-                            stop_consumer, warm_producer)
+from services.kafka import (STOP_FLUSH_S, Committer, Publisher, bounded, Topics, ensure_topics, fetch, open_producer, read_back,
+                            start_consumer, stop_consumer, warm_producer)
 
 #: request ids remembered for de-duplication (see module docstring)
 DEDUPE_WINDOW = 1_000_000
@@ -396,43 +396,12 @@ async def recent_assignment_ids(bootstrap: str, topics: Topics, n_partitions: in
     restarted router derives from the stream. ``requests`` is re-read from the
     last committed offset (at most ``COMMIT_EVERY_S`` plus the router queue
     behind), so a window of minutes covers every redelivery; the ids are
-    remembered as routed, so no request is assigned twice across a restart.
-    Brokers without timestamp lookup (``offsets_for_times`` gives nothing) are
-    read from the start."""
+    remembered as routed, so no request is assigned twice across a restart."""
     import time
 
-    from aiokafka import TopicPartition
-
-    name = topics.name("assignments")
-    c = await start_consumer(bootstrap, [(name, p) for p in range(n_partitions)], group_id=None,
-                             client_id="phaser-router-recover")
-    out: set[str] = set()
-    try:
-        tps = [TopicPartition(name, p) for p in range(n_partitions)]
-        ends = await c.end_offsets(tps)
-        since = await c.offsets_for_times({tp: int((time.time() - window_s) * 1000) for tp in tps})
-        for tp in tps:
-            o = since.get(tp)
-            if o is None:
-                c.seek(tp, ends[tp])  # nothing newer than the window
-            else:
-                c.seek(tp, o.offset)
-        deadline = time.monotonic() + timeout_s
-        while time.monotonic() < deadline:
-            pos = {tp: await c.position(tp) for tp in tps}
-            if all(pos[tp] >= ends[tp] for tp in tps):
-                break
-            for records in (await c.getmany(timeout_ms=500, max_records=5000)).values():
-                for r in records:
-                    try:
-                        a = protos.decode("assignments", r.value)
-                    except protos.DecodeError:
-                        continue
-                    if not a.revoked:
-                        out.add(a.request.id)
-    finally:
-        await stop_consumer(c)
-    return out
+    got, _ = await read_back(bootstrap, topics, "assignments", range(n_partitions), since_unix=time.time() - window_s,
+                             timeout_s=timeout_s, client_id="phaser-router-recover")
+    return {a.request.id for a in got if not a.revoked}
 
 
 def main(bootstrap: str, policy: str, n_instances: int, profiles: list[str], time_scale: float, seed: int,

@@ -49,8 +49,8 @@ import protos
 from phaser.errors import PhaserError
 from services.clock import StackClock
 from services.lifecycle import install_stop_signals, mark_ready
-from services.kafka import (STOP_FLUSH_S, Committer, Publisher, bounded, Topics, ensure_topics, fetch, open_producer, start_consumer,
-                            stop_consumer, warm_producer)
+from services.kafka import (STOP_FLUSH_S, Committer, Publisher, bounded, Topics, ensure_topics, fetch, open_producer, read_back,
+                            start_consumer, stop_consumer, warm_producer)
 
 DEFAULT_HEARTBEAT_S = 0.5
 #: finished request ids remembered for de-duplication (1 M ids ~ 100 MB at most; redeliveries
@@ -302,31 +302,13 @@ async def run_worker(bootstrap: str, core: WorkerCore, clock: StackClock, topics
 async def completed_ids(bootstrap: str, topics: Topics, instances: set[int], timeout_s: float = 120.0) -> set[str]:
     """Ids of requests ``completions`` already holds for these instances: the
     state a restarted worker derives from the stream (its engines died with the
-    old process), so it never serves a finished request twice. Reads the topic
-    from its start up to the end offset seen when called."""
-    import time
-
-    c = await start_consumer(bootstrap, [(topics.name("completions"), 0)], group_id=None, client_id="phaser-worker-recover")
-    tp = TopicPartition(topics.name("completions"), 0)
-    out: set[str] = set()
-    try:
-        end = (await c.end_offsets([tp]))[tp]
-        deadline = time.monotonic() + timeout_s
-        while await c.position(tp) < end and time.monotonic() < deadline:
-            for records in (await c.getmany(tp, timeout_ms=500, max_records=5000)).values():
-                for r in records:
-                    try:
-                        done = protos.decode("completions", r.value)
-                    except protos.DecodeError:
-                        continue
-                    if done.instance in instances:
-                        out.add(done.request_id)
-        if await c.position(tp) < end:
-            print(f"warning: read completions up to {await c.position(tp)} of {end} in {timeout_s:.0f}s; "
-                  "requests completed after that may be served again", file=sys.stderr)
-    finally:
-        await stop_consumer(c)
-    return out
+    old process), so it never serves a finished request twice."""
+    done, complete = await read_back(bootstrap, topics, "completions", [0], timeout_s=timeout_s,
+                                     client_id="phaser-worker-recover")
+    if not complete:
+        print(f"warning: read {len(done)} completions in {timeout_s:.0f}s, not all of them; "
+              "requests completed after those may be served again", file=sys.stderr)
+    return {c.request_id for c in done if c.instance in instances}
 
 
 def main(bootstrap: str, instances: list[int], profile: str, time_scale: float, chunked_prefill: bool,
