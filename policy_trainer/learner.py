@@ -23,6 +23,13 @@ to call them on streamed transitions:
   output's bias at ``NO_WAIT_BIAS``, far below any Q-value the reward scale
   produces (|Q| ~ 1–100), which gradients never touch. A checkpoint trained
   offline keeps the WAIT it learnt.
+* **Restart**: ``state()`` is everything a checkpoint's weights do not hold —
+  the target network, Adam's moments and step count, the newest
+  ``REPLAY_KEEP`` transitions of the replay, the update counters, the owed
+  updates and the sampler's RNG — as flat numpy arrays that the store writes
+  next to each published version (``CheckpointStore.save_state``);
+  ``restore(state)`` puts them back, so a restarted trainer continues the
+  same optimisation instead of starting Adam cold on an empty replay.
 """
 
 from __future__ import annotations
@@ -37,6 +44,9 @@ from policy_trainer.transitions import TransitionBatch
 
 #: WAIT output bias of a from-scratch online network (see the module docstring)
 NO_WAIT_BIAS = -1e4
+#: transitions of the replay kept across a restart (newest first): 50,000 x 35
+#: features x 2 (obs, next_obs) x 4 bytes = 14 MB for 4 instances
+REPLAY_KEEP = 50_000
 
 
 class OnlineLearner:
@@ -119,6 +129,55 @@ class OnlineLearner:
         if n:
             self.last_loss, self.last_q = float(loss), float(q)
         return n
+
+    # ------------------------------------------------------------ restart
+    def state(self) -> dict[str, np.ndarray]:
+        """What a restart needs beyond the published weights, as flat arrays."""
+        import jax
+
+        out: dict[str, np.ndarray] = {}
+        for k, v in self._flatten(self.target_params).items():
+            out[f"target/{k}"] = np.asarray(v)
+        for i, leaf in enumerate(jax.tree_util.tree_leaves(self.opt_state)):
+            out[f"opt/{i:03d}"] = np.asarray(leaf)
+        rb = self.replay
+        n = min(rb.size, REPLAY_KEEP)
+        idx = (np.arange(rb._pos - n, rb._pos) % rb.capacity) if n else np.zeros(0, np.int64)  # oldest..newest
+        for name in ("obs", "next_obs", "action", "reward", "done", "h", "ticks"):
+            out[f"replay/{name}"] = getattr(rb, name)[idx]
+        out["counters"] = np.array([self.transitions, self.updates, self._owed, self.reward_sum], np.float64)
+        out["rng"] = np.frombuffer(repr(self.rng.bit_generator.state).encode(), np.uint8)
+        return out
+
+    def restore(self, state: dict[str, np.ndarray]) -> None:
+        """Put back what ``state()`` saved; ValueError if it does not fit this learner
+        (another architecture, feature size or optimiser)."""
+        import ast
+
+        import jax
+
+        target = {k[len("target/"):]: v for k, v in state.items() if k.startswith("target/")}
+        mine = self._flatten(self.params)
+        if set(target) != set(mine) or any(target[k].shape != mine[k].shape for k in mine):
+            raise ValueError("saved target network does not match this learner's network")
+        leaves, treedef = jax.tree_util.tree_flatten(self.opt_state)
+        saved = [state[k] for k in sorted(k for k in state if k.startswith("opt/"))]
+        if len(saved) != len(leaves) or any(np.shape(a) != np.shape(b) for a, b in zip(saved, leaves)):
+            raise ValueError("saved optimiser state does not match this learner's optimiser")
+        obs = state["replay/obs"]
+        if obs.ndim != 2 or obs.shape[1] != self.spec.size:
+            raise ValueError(f"saved replay has {obs.shape[-1]} features, this learner {self.spec.size}")
+        from phaser.rl import network
+
+        self.target_params = network.unflatten(target)
+        self.opt_state = jax.tree_util.tree_unflatten(treedef, [np.asarray(a, np.asarray(b).dtype) for a, b in zip(saved, leaves)])
+        for i in range(len(obs)):
+            self.replay.add(obs[i], int(state["replay/action"][i]), float(state["replay/reward"][i]),
+                            state["replay/next_obs"][i], bool(state["replay/done"][i]), float(state["replay/h"][i]),
+                            float(state["replay/ticks"][i]))
+        t, u, owed, rsum = (float(x) for x in state["counters"])
+        self.transitions, self.updates, self._owed, self.reward_sum = int(t), int(u), owed, rsum
+        self.rng.bit_generator.state = ast.literal_eval(bytes(state["rng"]).decode())
 
     def snapshot(self, extra_stats: dict | None = None) -> tuple[dict[str, np.ndarray], dict]:
         """(flat params, metadata) in ``phaser train``'s checkpoint format."""

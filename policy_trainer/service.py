@@ -74,6 +74,7 @@ class TrainerCore:
             raise PhaserError("--publish-every-updates must be >= 1 and --publish-every-s > 0")
         if self.builder is None:
             self.builder = TransitionBuilder.for_config(self.learner.obs_dim, self.learner.cfg)
+        self._updates_at_publish = self.learner.updates  # a resumed learner publishes after new updates only
 
     def on_message(self, msg, now_s: float, where: tuple | None = None) -> None:
         """``where``: (topic partition, offset) of the record, so ``commit_positions``
@@ -126,6 +127,7 @@ class TrainerCore:
         if self.predictor is not None:
             meta["predictor"] = self.predictor.to_dict()
         version, path, checksum = self.store.publish(params, meta)
+        self.store.save_state(version, {**self.learner.state(), **self.builder.state()}, checksum)
         self._updates_at_publish = self.learner.updates
         self._last_publish_wall = wall_s
         self.published.append(version)
@@ -150,7 +152,9 @@ class TrainerCore:
 def build_core(store_dir: str, n_instances: int, checkpoint: str | None, seed: int, *, publish_every_updates: int,
                publish_every_s: float, freeze: bool, settle_s: float) -> TrainerCore:
     """Start from ``--checkpoint``, else the store's newest usable version (a restarted
-    trainer resumes its own lineage), else from scratch."""
+    trainer resumes its own lineage, with the learner state saved next to that
+    version when it is readable: replay, optimiser, pending decisions), else
+    from scratch."""
     from phaser.predictor.length import LengthPredictor
     from phaser.rl.checkpoint import check_compatible, load_checkpoint
 
@@ -176,6 +180,18 @@ def build_core(store_dir: str, n_instances: int, checkpoint: str | None, seed: i
     learner = OnlineLearner(n_instances, ckpt, seed=seed)
     predictor = LengthPredictor.from_dict(ckpt.metadata["predictor"]) if ckpt and "predictor" in ckpt.metadata else LengthPredictor()
     builder = TransitionBuilder.for_config(learner.obs_dim, learner.cfg, settle_s=settle_s)
+    if ckpt is not None and not checkpoint:
+        try:  # continue the same optimisation: replay, Adam, target net, pending decisions
+            state = store.load_state(version, ckpt.checksum)
+            learner.restore(state)
+            builder.restore(state)
+            print(f"trainer: resumed v{version} with {learner.replay.size} replayed transitions, "
+                  f"{learner.updates} updates, {builder.pending} pending decisions", file=sys.stderr)
+        except (PhaserError, ValueError, KeyError) as e:
+            learner = OnlineLearner(n_instances, ckpt, seed=seed)  # nothing half-restored
+            builder = TransitionBuilder.for_config(learner.obs_dim, learner.cfg, settle_s=settle_s)
+            print(f"trainer: {e}; resuming v{version}'s weights with an empty replay and a fresh optimiser",
+                  file=sys.stderr)
     return TrainerCore(learner, store, builder=builder, predictor=predictor, publish_every_updates=publish_every_updates,
                        publish_every_s=publish_every_s, freeze=freeze)
 

@@ -35,6 +35,12 @@ What the stream can and cannot give (decisions taken here):
   λ = 1). Documented limitation, not a silent change.
 * The stream never ends: ``done`` is always 0.
 
+A restarted trainer gets its pending decisions and lifetimes back
+(``state()``/``restore()``, saved with the learner's state at each publish);
+a decision re-read from the stream after a restart is recognised by its
+request id (or by being older than the last emitted transition) and not
+counted twice.
+
 Memory is bounded: decisions wait at most ``settle_s`` and lifetimes are kept
 only while they can still overlap a future decision (``max_records`` caps
 both; the oldest are dropped and counted).
@@ -91,6 +97,7 @@ class TransitionBuilder:
         # lifetimes of joined requests: id -> (arrival, first_token, finish, output_tokens)
         self._life: dict[str, tuple[float, float, float, int]] = {}
         self._t_done = -np.inf  # T0 of the last emitted transition
+        self._ids: set[str] = set()  # request ids in _dec
 
     @classmethod
     def for_config(cls, obs_dim: int, cfg, **kw) -> "TransitionBuilder":
@@ -113,11 +120,14 @@ class TransitionBuilder:
         if a.decided_s <= self._t_done:
             self.counters.late += 1  # its slot in the decision chain is already used
             return
+        if a.request.id in self._ids:  # re-read after a restart: already pending
+            return
+        self._ids.add(a.request.id)
         self.counters.decisions += 1
         item = (a.decided_s, a.request.id, np.asarray(a.features, np.float32), int(a.action))
         bisect.insort(self._dec, item, key=lambda x: (x[0], x[1]))
         if len(self._dec) > self.max_records:
-            self._dec.pop(0)
+            self._ids.discard(self._dec.pop(0)[1])
             self.counters.dropped += 1
 
     @property
@@ -141,6 +151,8 @@ class TransitionBuilder:
         obs = np.stack([d[2] for d in chain])
         batch = TransitionBatch(obs[:-1], np.array([d[3] for d in chain[:-1]], np.int32), reward, obs[1:], t0)
         # the last decision of the chain is the T0 of the next transition: keep it
+        for d in self._dec[:k - 1]:
+            self._ids.discard(d[1])
         self._dec = self._dec[k - 1:]
         self._t_done = t0[-1]
         self.counters.transitions += len(batch)
@@ -148,6 +160,30 @@ class TransitionBuilder:
         keep_after = self._dec[0][0]
         self._life = {rid: v for rid, v in self._life.items() if v[2] > keep_after}
         return batch
+
+    # ------------------------------------------------------------ restart
+    def state(self) -> dict[str, np.ndarray]:
+        d, life = self._dec, list(self._life.items())
+        return {
+            "builder/dec_t": np.array([x[0] for x in d], np.float64),
+            "builder/dec_id": np.array([x[1] for x in d], dtype=np.str_),
+            "builder/dec_obs": np.stack([x[2] for x in d]) if d else np.zeros((0, self.obs_dim), np.float32),
+            "builder/dec_action": np.array([x[3] for x in d], np.int32),
+            "builder/life_id": np.array([k for k, _ in life], dtype=np.str_),
+            "builder/life": np.array([v for _, v in life], np.float64).reshape(-1, 4),
+            "builder/t_done": np.array([self._t_done], np.float64),
+        }
+
+    def restore(self, state: dict[str, np.ndarray]) -> None:
+        obs = state["builder/dec_obs"]
+        if obs.shape[1:] != (self.obs_dim,):
+            raise ValueError(f"saved decisions have {obs.shape[1:]} features, this builder {self.obs_dim}")
+        self._dec = [(float(t), str(i), o.astype(np.float32), int(a)) for t, i, o, a in
+                     zip(state["builder/dec_t"], state["builder/dec_id"], obs, state["builder/dec_action"])]
+        self._ids = {d[1] for d in self._dec}
+        self._life = {str(k): (float(v[0]), float(v[1]), float(v[2]), int(v[3]))
+                      for k, v in zip(state["builder/life_id"], state["builder/life"])}
+        self._t_done = float(state["builder/t_done"][0])
 
     def _S(self, t: np.ndarray) -> np.ndarray:
         """Σ over requests alive at each time of (1 − produced/expected), vectorised."""

@@ -8,6 +8,9 @@ volume in docker-compose)::
       v000002/      (the exact format of ``phaser train``: safetensors weights
       ...           + metadata JSON + sha256 checksum)
       current.json  {"version", "pinned", "reason", "updated_unix", "history"}
+      state/v000002.npz   the trainer's learner state when it published v2
+                          (replay sample, optimiser, pending decisions; the
+                          newest STATE_KEEP kept), see ``save_state``
 
 So a ``phaser train --out DIR`` directory *is* a store (without a pointer yet),
 and ``phaser router --checkpoint STORE`` still resolves to a version.
@@ -43,6 +46,8 @@ from phaser.errors import PhaserError
 from phaser.rl import checkpoint as ckpt
 
 HISTORY_CAP = 100
+#: learner-state files kept (newest first); older ones are deleted on save
+STATE_KEEP = 2
 
 
 @dataclass(frozen=True)
@@ -143,6 +148,51 @@ class CheckpointStore:
             except PhaserError as e:
                 notes.append(f"{e}; trying the stored versions newest first")
         return sorted(self.versions(), reverse=True)
+
+    # ---------------------------------------------------------- learner state
+    def state_path(self, version: int) -> Path:
+        return self.root / "state" / f"v{version:06d}.npz"
+
+    def save_state(self, version: int, arrays: dict, checksum: str) -> Path:
+        """Write the trainer's state for ``version`` (numpy arrays only, no pickles),
+        atomically, tied to the version's ``checksum`` so a state file is never
+        applied to other weights; keeps the newest ``STATE_KEEP`` files."""
+        import numpy as np
+
+        d = self.root / "state"
+        d.mkdir(parents=True, exist_ok=True)
+        fd, tmp = tempfile.mkstemp(prefix=".state-", suffix=".npz", dir=d)
+        try:
+            with os.fdopen(fd, "wb") as f:
+                np.savez(f, **arrays, __checksum__=np.frombuffer(checksum.encode(), np.uint8))
+                f.flush()
+                os.fsync(f.fileno())
+            os.replace(tmp, self.state_path(version))
+        except BaseException:
+            Path(tmp).unlink(missing_ok=True)
+            raise
+        for old in sorted(d.glob("v*.npz"))[:-STATE_KEEP]:
+            old.unlink(missing_ok=True)
+        return self.state_path(version)
+
+    def load_state(self, version: int, checksum: str) -> dict:
+        """The state saved with ``version``; PhaserError if missing, unreadable or
+        saved with other weights (the caller then starts that part afresh)."""
+        import zipfile
+
+        import numpy as np
+
+        p = self.state_path(version)
+        if not p.exists():
+            raise PhaserError(f"no learner state for v{version} in {p.parent}")
+        try:
+            with np.load(p, allow_pickle=False) as z:
+                out = {k: z[k] for k in z.files}
+        except (OSError, ValueError, zipfile.BadZipFile, EOFError) as e:
+            raise PhaserError(f"unreadable learner state {p}: {e.__class__.__name__}: {e}") from None
+        if bytes(out.pop("__checksum__", np.zeros(0, np.uint8))).decode(errors="replace") != checksum:
+            raise PhaserError(f"learner state {p} was saved with other weights than v{version}")
+        return out
 
     # -------------------------------------------------------------- pointer
     def pointer(self) -> Pointer:
