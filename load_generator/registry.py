@@ -11,6 +11,7 @@ joined with others into a mix::
     azure-conv?speed=2                 # replay the trace twice as fast
     traces/my.csv                      # Azure / BurstGPT / Mooncake / phaser CSV-JSONL / length-stats file
     paper-mix@0.8+azure-code@0.2       # mix by share of requests (superposed streams)
+    uniform?prompt=16-256&output=8-64  # lengths log-uniform in those ranges (e.g. for a small CPU engine)
 
 Named workloads:
 * ``paper-mix`` — synthetic (``synthetic/paper_mix.py``), tasks in the paper's
@@ -18,6 +19,10 @@ Named workloads:
 * ``azure-conv``, ``azure-code`` — the vendored Azure 2023 traces, replayed.
 * ``sharegpt``, ``arxiv-summarization`` — (prompt, decode) pairs drawn from the
   vendored length files, with synthetic arrivals.
+* ``uniform`` — prompt and output lengths drawn log-uniformly from the
+  ``prompt=LO-HI`` and ``output=LO-HI`` ranges (defaults 16-256 and 8-64:
+  sized for a small model on a CPU engine, where paper-mix's 4k-token decodes
+  would take minutes each), with synthetic arrivals.
 
 Option semantics (decisions where the issue is silent):
 * Synthetic sources (paper-mix, length files): ``rate`` defaults to the
@@ -64,9 +69,11 @@ LENGTH_FILES = {
     "sharegpt": "sarathi_sharegpt_8k_filtered_stats_llama2_tokenizer.csv",
     "arxiv-summarization": "vidur_arxiv_summarization_stats_llama2_tokenizer_filtered_v2.csv",
 }
-NAMES = ("paper-mix", "paper-mix-uniform", *TRACE_FILES, *LENGTH_FILES)
+NAMES = ("paper-mix", "paper-mix-uniform", "uniform", *TRACE_FILES, *LENGTH_FILES)
 ARRIVAL_OPTIONS = {"cv", "amp", "period", "steps"}
-OPTIONS = ARRIVAL_OPTIONS | {"speed"}
+LENGTH_OPTIONS = {"prompt", "output"}  # uniform only
+OPTIONS = ARRIVAL_OPTIONS | LENGTH_OPTIONS | {"speed"}
+UNIFORM_DEFAULTS = {"prompt": (16, 256), "output": (8, 64)}
 
 
 @lru_cache(maxsize=8)
@@ -142,6 +149,33 @@ def _from_lengths(lf: LengthFile, name: str, n, rate, duration_s, seed, opts) ->
     return Trace(reqs, name=name, skipped={"0 prefill or decode tokens": lf.skipped} if lf.skipped else {})
 
 
+def _range(opts: dict, key: str) -> tuple[int, int]:
+    v = opts.get(key)
+    if v is None:
+        return UNIFORM_DEFAULTS[key]
+    try:
+        lo, hi = (int(x) for x in v.split("-"))
+    except ValueError:
+        lo = hi = 0
+    if not 1 <= lo <= hi <= 1_000_000:
+        raise PhaserError(f"workload option {key}= must look like 16-256 (1 <= low <= high), got {v!r}")
+    return lo, hi
+
+
+def _uniform(n, rate, duration_s, seed, opts) -> Trace:
+    rng = np.random.default_rng([seed, 2])
+    times = _arrival_times(n, rate, duration_s, {k: v for k, v in opts.items() if k in ARRIVAL_OPTIONS}, rng)
+    k = len(times)
+
+    def draw(lo, hi):
+        return np.floor(np.exp(rng.uniform(np.log(lo), np.log(hi + 1), k))).clip(lo, hi).astype(int)
+
+    prompt, output = draw(*_range(opts, "prompt")), draw(*_range(opts, "output"))
+    width = max(1, len(str(k - 1)))
+    return Trace([make_request(f"uniform-{i:0{width}d}", float(times[i]), int(prompt[i]), int(output[i]), task="uniform")
+                  for i in range(k)], name="uniform")
+
+
 def _replay(trace: Trace, n, rate, duration_s, opts) -> Trace:
     bad = ARRIVAL_OPTIONS & set(opts)
     if bad:
@@ -179,6 +213,10 @@ def _single(spec: str, n, rate, duration_s, seed) -> Trace:
     base, opts = _split_options(spec.strip())
     syn_rate = PAPER_RATE if rate is None else rate
     syn_n = PAPER_REQUESTS if (n is None and duration_s is None) else n
+    if base != "uniform" and LENGTH_OPTIONS & set(opts):
+        raise PhaserError(f"options prompt=/output= belong to the uniform workload, not {base!r}")
+    if base == "uniform":
+        return _uniform(syn_n, syn_rate, duration_s, seed, opts)
     if base in ("paper-mix", "paper-mix-uniform"):
         rng = np.random.default_rng([seed, 1])  # arrival stream independent of the length draws
         times = _arrival_times(syn_n, syn_rate, duration_s, opts, rng)

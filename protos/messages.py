@@ -158,6 +158,11 @@ class InstanceStatus(Message):
     ``health`` (v2): ``ok``, or ``unhealthy`` when the worker knows its
     instance cannot serve (its engine failed, its circuit opened); the router
     then treats the instance as down exactly as when its heartbeats stop.
+
+    ``unknown`` and ``telemetry_age_s`` (added within v2, optional, ignored by
+    older readers): a worker in front of a real engine fills the fields from
+    the engine's own telemetry (``phaser.backends.telemetry``) and lists here
+    the ones the engine does not report, rather than inventing them.
     """
 
     instance: int = Field(ge=0, le=65_535)
@@ -174,6 +179,10 @@ class InstanceStatus(Message):
     decode_tokens_left: int = Field(default=0, ge=0, le=2**40,
                                     description="oracle-free estimate is the router's; this is 0 unless known")
     completed: int = Field(default=0, ge=0, le=2**53, description="requests completed since the worker started")
+    unknown: list[Name] = Field(default_factory=list, max_length=16,
+                                description="fields the instance's telemetry does not report (their values are "
+                                            "placeholders the router must not use); empty for simulated instances")
+    telemetry_age_s: Duration = Field(default=0.0, description="age of the engine telemetry this heartbeat carries")
 
 
 class PolicyUpdate(Message):

@@ -85,6 +85,11 @@ class UpConfig:
     checkpoint: str | None = None  # with --policy rl: seed the store with this checkpoint
     plot: str | None = None  # PNG of served E2E over time per policy version
     monitor_interval_s: float = 5.0
+    backend: str = "sim"  # or "openai": real engines at `endpoints`, one per instance
+    endpoints: tuple[str, ...] = ()
+    engine: str | None = None  # "llama.cpp": start local engines first (services.engines.llamacpp)
+    engine_slots: int = 4
+    engine_ctx_per_slot: int = 2048
 
 
 def trainer_available() -> bool:
@@ -118,9 +123,13 @@ def child_commands(cfg: UpConfig, bootstrap: str, prefix: str) -> dict[str, list
                                                   "--predictor", cfg.predictor, "--seed", str(cfg.seed),
                                                   "--heartbeat-s", repr(cfg.heartbeat_s)] + clocked}
     for lo, hi in worker_ranges(cfg.instances, cfg.workers):
+        backend = ["--backend", cfg.backend]
+        if cfg.backend == "openai":  # the worker is the sidecar of these engines
+            backend += [a for url in cfg.endpoints[lo:hi + 1] for a in ("--endpoint", url)]
         cmds[f"worker-{lo}-{hi}"] = py + ["worker", "--instances", f"{lo}-{hi}", "--partitions", str(cfg.instances),
                                           "--profile", cfg.profile, "--heartbeat-s", repr(cfg.heartbeat_s),
-                                          "--chunked-prefill" if cfg.chunked_prefill else "--no-chunked-prefill"] + clocked
+                                          "--chunked-prefill" if cfg.chunked_prefill else "--no-chunked-prefill"
+                                          ] + backend + clocked
     if (online or cfg.trainer) and trainer_available():
         cmds["trainer"] = py + ["trainer", "--store", cfg.checkpoints, "--instances", str(cfg.instances)] + clocked
     if cfg.monitor:
@@ -151,6 +160,7 @@ class UpContext:
     bootstrap: str
     topics: Topics
     tally: Tally | None = None
+    engines: object | None = None  # services.engines.llamacpp.LocalEngines of `phaser up --engine`
 
     def respawn(self, name: str) -> None:
         out = sys.stderr if name == "monitor" else None
@@ -216,6 +226,16 @@ def run_up(cfg: UpConfig, hook=None, capture: dict | None = None) -> dict:
 
     if cfg.requests < 1:
         raise PhaserError(f"--requests must be >= 1, got {cfg.requests}")
+    if cfg.engine is not None and cfg.engine != "llama.cpp":
+        raise PhaserError(f"unknown --engine {cfg.engine!r}; known: llama.cpp")
+    if cfg.engine is not None or cfg.backend == "openai":
+        if cfg.time_scale != 1.0:
+            raise PhaserError("real engines run in real time: --time-scale must be 1 with --engine or --backend openai")
+        if cfg.engine is None and len(cfg.endpoints) != cfg.instances:
+            raise PhaserError(f"--backend openai needs one --endpoint per instance: --instances {cfg.instances}, "
+                              f"{len(cfg.endpoints)} endpoint(s)")
+    elif cfg.backend != "sim":
+        raise PhaserError(f"unknown --backend {cfg.backend!r}; known: sim, openai")
     StackClock(cfg.time_scale)  # validates --time-scale here, not in every child
     worker_ranges(cfg.instances, cfg.workers)
     requests = load_workload(cfg.workload, n=cfg.requests, rate=cfg.rate, seed=cfg.seed)
@@ -225,7 +245,15 @@ def run_up(cfg: UpConfig, hook=None, capture: dict | None = None) -> dict:
     broker = None
     ready_dir = Path(tempfile.mkdtemp(prefix="phaser-up-"))
     t0 = time.monotonic()
+    engines = None
     try:
+        if cfg.engine is not None:  # local real engines first (main thread: they must die with us)
+            from services.engines.llamacpp import LocalEngines, ServerConfig
+
+            engines = LocalEngines(cfg.instances, ServerConfig(cfg.engine_slots, cfg.engine_ctx_per_slot),
+                                   log=lambda m: print(m, file=sys.stderr), log_dir=ready_dir / "engines")
+            print(f"starting {cfg.instances} local llama-server(s)...", file=sys.stderr)
+            cfg = replace(cfg, backend="openai", endpoints=tuple(engines.start()))
         if cfg.bootstrap is None:
             broker = EmbeddedBroker(port=cfg.port or free_port(), schemas=not prefix).start()
             bootstrap = broker.bootstrap
@@ -239,7 +267,7 @@ def run_up(cfg: UpConfig, hook=None, capture: dict | None = None) -> dict:
 
             CheckpointStore(cfg.checkpoints).import_checkpoint(cfg.checkpoint, "phaser up --checkpoint")
         cmds = child_commands(cfg, bootstrap, prefix)
-        ctx = UpContext(children, cmds, {"PHASER_READY_DIR": str(ready_dir)}, bootstrap, topics)
+        ctx = UpContext(children, cmds, {"PHASER_READY_DIR": str(ready_dir)}, bootstrap, topics, engines=engines)
         for name in cmds:
             ctx.respawn(name)
         _wait_ready(ready_dir, [n for n in cmds if n != "trainer"], children, READY_TIMEOUT_S)  # trainer: off the request path
@@ -265,7 +293,8 @@ def run_up(cfg: UpConfig, hook=None, capture: dict | None = None) -> dict:
         if cfg.plot and tally.completions:
             plot_versions(tally.completions.values(), cfg.plot,
                           title=f"{cfg.workload}, {cfg.policy}, {cfg.instances} x {cfg.profile}")
-        summary.update({"workload": cfg.workload, "policy": cfg.policy, "instances": cfg.instances, "profile": cfg.profile,
+        summary.update({"backend": cfg.backend, "engine": cfg.engine, "endpoints": list(cfg.endpoints),
+                        "workload": cfg.workload, "policy": cfg.policy, "instances": cfg.instances, "profile": cfg.profile,
                         "time_scale": cfg.time_scale, "seed": cfg.seed, "startup_wall_s": round(t_load - t0, 3),
                         "run_wall_s": round(time.monotonic() - t_load, 3)})
         return summary
@@ -273,4 +302,6 @@ def run_up(cfg: UpConfig, hook=None, capture: dict | None = None) -> dict:
         children.stop_all(ordered=True)
         if broker is not None:
             broker.stop()
+        if engines is not None:
+            engines.stop()
         shutil.rmtree(ready_dir, ignore_errors=True)

@@ -1,9 +1,11 @@
-"""The live GPU worker: many simulated instances in one process, driven by the
-stack clock, fed by their partitions of ``assignments``.
+"""The live worker: many instances in one process, driven by the stack clock,
+fed by their partitions of ``assignments``.
 
 ``WorkerCore`` is the functional core (no I/O, time passed in): it owns one
-``phaser.engine.instance.Instance`` per hosted index — the very engine the
-simulator runs — and turns assignments into engine arrivals and finished
+engine per hosted index behind one interface (``services.backends``): the
+``sim`` backend's ``phaser.engine.instance.Instance`` — the very engine the
+simulator runs — or the ``openai`` backend's ``OpenAIInstance``, a real
+engine over HTTP. It turns assignments into engine arrivals and finished
 ``RequestRecord``s into ``Completion``s and heartbeats. ``run_worker`` is the
 Kafka shell around it.
 
@@ -49,6 +51,7 @@ import protos
 from phaser.errors import PhaserError
 from services.clock import StackClock
 from services.lifecycle import install_stop_signals, mark_ready
+from services.backends.sim import build_engines  # noqa: F401 - the default backend, re-exported
 from services.kafka import (STOP_FLUSH_S, Committer, Publisher, bounded, Topics, ensure_topics, fetch, open_producer, read_back,
                             start_consumer, stop_consumer, warm_producer)
 
@@ -99,6 +102,7 @@ class WorkerCore:
     rejected: int = 0
     stale: int = 0
     skewed: int = 0
+    cancelled: int = 0
 
     def __post_init__(self) -> None:
         if not self.engines:
@@ -129,9 +133,15 @@ class WorkerCore:
             self._epoch[rid] = max(a.epoch, self._epoch.get(rid, 0))
             m = self._meta.get(rid)
             if m is not None and m.epoch < a.epoch:
-                self._revoked[rid] = a.epoch
                 if m.offset >= 0:  # nothing left to re-read on a restart
                     self._outstanding.get(m.partition, {}).pop(m.offset, None)
+                cancel = getattr(eng, "cancel", None)  # a real engine stops serving it; a simulated one runs it out
+                if cancel is not None and cancel(rid):
+                    del self._meta[rid]
+                    self._epoch.pop(rid, None)
+                    self.cancelled += 1
+                else:
+                    self._revoked[rid] = a.epoch
             return "revoked"
         if a.epoch < self._epoch.get(rid, 0):
             self.stale += 1
@@ -236,16 +246,6 @@ class WorkerCore:
 
 
 
-def build_engines(instances: list[int], profile: str, chunked_prefill: bool,
-                  max_num_batched_tokens: int | None = None, max_num_seqs: int | None = None) -> dict[int, object]:
-    from phaser.engine.instance import Instance
-    from phaser.engine.profiles import get_profile
-
-    prof = get_profile(profile)
-    return {i: Instance(i, prof, chunked_prefill=chunked_prefill, max_num_batched_tokens=max_num_batched_tokens,
-                        max_num_seqs=max_num_seqs) for i in instances}
-
-
 async def run_worker(bootstrap: str, core: WorkerCore, clock: StackClock, topics: Topics = Topics(),
                      stop: asyncio.Event | None = None, n_partitions: int | None = None,
                      ready: asyncio.Event | None = None) -> WorkerCore:
@@ -311,16 +311,50 @@ async def completed_ids(bootstrap: str, topics: Topics, instances: set[int], tim
     return {c.request_id for c in done if c.instance in instances}
 
 
-def main(bootstrap: str, instances: list[int], profile: str, time_scale: float, chunked_prefill: bool,
-         heartbeat_s: float, topics: Topics, n_partitions: int | None = None) -> None:
-    core = WorkerCore(build_engines(instances, profile, chunked_prefill), heartbeat_s=heartbeat_s)
+def main(bootstrap: str, instances: list[int], profile, time_scale: float, chunked_prefill: bool,
+         heartbeat_s: float, topics: Topics, n_partitions: int | None = None, backend: str = "sim",
+         endpoints: list[str] | None = None, openai_cfg=None, start_deadline_s: float = 60.0) -> None:
+    """``backend``: ``sim`` (simulated instances of ``profile``) or ``openai``
+    (one real engine per hosted instance, ``endpoints`` in instance order;
+    ``profile`` is then what the router plans with and the KV total the
+    heartbeats scale to)."""
+    from phaser.engine.profiles import get_profile
+
     clock = StackClock(time_scale)
+    if backend == "openai":
+        if not endpoints or len(endpoints) != len(instances):
+            raise PhaserError(f"--backend openai needs one --endpoint per hosted instance: "
+                              f"{len(instances)} instance(s), {len(endpoints or [])} endpoint(s)")
+        if time_scale != 1.0:
+            raise PhaserError("--backend openai drives real engines in real time: use --time-scale 1")
+    elif backend != "sim":
+        raise PhaserError(f"unknown backend {backend!r}; known: sim, openai")
+    prof = get_profile(profile) if isinstance(profile, str) else profile
+    holder: dict = {}
 
     async def _run():
         stop = asyncio.Event()
         install_stop_signals(stop)
-        await run_worker(bootstrap, core, clock, topics, stop, n_partitions)
+        if backend == "openai":
+            from services.backends.openai import OpenAIConfig, OpenAIInstance
+
+            engines = {i: OpenAIInstance(i, url, prof, clock, openai_cfg or OpenAIConfig())
+                       for i, url in zip(instances, endpoints)}
+            try:
+                await asyncio.gather(*(e.start(start_deadline_s) for e in engines.values()))
+            except PhaserError:
+                await asyncio.gather(*(e.close() for e in engines.values()))
+                raise
+        else:
+            engines = build_engines(instances, prof, chunked_prefill)
+        core = holder["core"] = WorkerCore(engines, heartbeat_s=heartbeat_s)
+        try:
+            await run_worker(bootstrap, core, clock, topics, stop, n_partitions)
+        finally:
+            if backend == "openai":
+                await asyncio.gather(*(e.close() for e in engines.values()))
 
     asyncio.run(_run())
-    print(f"worker {instances[0]}-{instances[-1]}: {core.completed} completed, {core.in_flight} in flight at exit, "
-          f"{core.duplicates} duplicate assignments ignored", file=sys.stderr)
+    core = holder["core"]
+    print(f"worker {instances[0]}-{instances[-1]}: {core.completed} completed, {core.rejected} rejected, "
+          f"{core.in_flight} in flight at exit, {core.duplicates} duplicate assignments ignored", file=sys.stderr)

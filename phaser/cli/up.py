@@ -2,12 +2,18 @@
 
 from __future__ import annotations
 
+import os
 from pathlib import Path
 
 import typer
 
-from phaser.cli._stack import ProfileOpt, TimeScaleOpt
+from phaser.cli._stack import BackendOpt, EndpointOpt, ProfileOpt, TimeScaleOpt, split_endpoints
 from services.up import UpConfig
+
+#: defaults with real engines: a workload a 135M model on one CPU core serves in a minute or two
+REAL_ENGINE_WORKLOAD = "uniform?prompt=16-256&output=8-64"
+REAL_ENGINE_REQUESTS = 50
+REAL_ENGINE_RATE = 1.0
 
 
 def register(app: typer.Typer) -> None:
@@ -15,11 +21,14 @@ def register(app: typer.Typer) -> None:
 
     @app.command("up")
     def up(
-        requests: int = typer.Option(d.requests, "--requests", envvar="PHASER_REQUESTS", help="Number of requests to send."),
-        workload: str = typer.Option(d.workload, "--workload", envvar="PHASER_WORKLOAD",
-                                     help="Workload name or file (see `phaser load --help`)."),
+        requests: int = typer.Option(0, "--requests", envvar="PHASER_REQUESTS", min=0,
+                                     help="Number of requests to send (0 = 1000; 50 with real engines)."),
+        workload: str = typer.Option("", "--workload", envvar="PHASER_WORKLOAD",
+                                     help="Workload name or file (see `phaser load --help`); default paper-mix, "
+                                          f"with real engines {REAL_ENGINE_WORKLOAD}."),
         rate: float = typer.Option(0.0, "--rate", envvar="PHASER_RATE", min=0.0,
-                                   help="Mean arrival rate, requests per stack second (0 = the workload's own)."),
+                                   help="Mean arrival rate, requests per stack second (0 = the workload's own; "
+                                        f"{REAL_ENGINE_RATE} req/s with real engines)."),
         seed: int = typer.Option(d.seed, "--seed", envvar="PHASER_SEED", help="Seed of the workload and the policy."),
         instances: int = typer.Option(d.instances, "--instances", envvar="PHASER_INSTANCES", min=1, help="Simulated GPU instances."),
         workers: int = typer.Option(0, "--workers", envvar="PHASER_WORKERS", min=0,
@@ -43,6 +52,11 @@ def register(app: typer.Typer) -> None:
                                         help="The trainer's checkpoint store (default: a temporary folder removed at the end)."),
         checkpoint: str = typer.Option("", "--checkpoint", envvar="PHASER_CHECKPOINT",
                                        help="With --policy rl: seed the store with this checkpoint (default: learn from scratch, round robin serves until a version is promoted)."),
+        backend: str = BackendOpt,
+        endpoint: list[str] = EndpointOpt,
+        engine: str = typer.Option("", "--engine", envvar="PHASER_ENGINE",
+                                   help="Start local real engines first and route to them: llama.cpp (llama-server with "
+                                        "SmolLM2-135M on the CPU, built and cached on first use; see `phaser engine`)."),
         json_path: Path = typer.Option(None, "--json", help="Also write the summary as JSON to this path."),
         plot: Path = typer.Option(None, "--plot", help="Write a PNG of served mean E2E over time per policy version."),
     ):
@@ -54,12 +68,20 @@ def register(app: typer.Typer) -> None:
         from services.summary import render
         from services.up import run_up
 
+        endpoints = split_endpoints(endpoint)
+        real = bool(engine) or backend == "openai"
+        if real and time_scale == TimeScaleOpt.default and "PHASER_TIME_SCALE" not in os.environ:
+            time_scale = 1.0  # real engines run in real time
+        workload = workload or (REAL_ENGINE_WORKLOAD if real else d.workload)
+        requests = requests or (REAL_ENGINE_REQUESTS if real else d.requests)
+        rate = rate or (REAL_ENGINE_RATE if real else 0.0)
         cfg = UpConfig(requests=requests, workload=workload, rate=rate or None, seed=seed, instances=instances,
                        workers=workers or None, profile=profile, policy=policy, predictor=predictor,
                        chunked_prefill=chunked_prefill, time_scale=time_scale, bootstrap=bootstrap or None,
                        port=port or None, drain_timeout_s=drain_timeout, monitor=monitor, trainer=trainer,
                        checkpoints=checkpoints, checkpoint=checkpoint or None,
-                       plot=str(plot) if plot is not None else None)
+                       plot=str(plot) if plot is not None else None, backend=backend, endpoints=tuple(endpoints),
+                       engine=engine or None)
         import signal
 
         def _term(*_):  # SIGTERM stops the stack like Ctrl-C (children reaped in run_up's finally)
@@ -69,7 +91,8 @@ def register(app: typer.Typer) -> None:
         signal.signal(signal.SIGHUP, _term)  # a closed terminal stops the stack the same way
         summary = run_up(cfg)
         con = Console()
-        for t in render(summary, title=f"phaser up: {workload}, {policy}, {instances} x {profile}"):
+        what = f"{instances} x {engine or 'openai'} engine" if real else f"{instances} x {profile}"
+        for t in render(summary, title=f"phaser up: {workload}, {policy}, {what}"):
             con.print(t)
         if json_path is not None:
             json_path.write_text(json.dumps(summary, indent=2))

@@ -1,11 +1,16 @@
-"""phaser worker: host simulated GPU instances fed by their `assignments` partitions."""
+"""phaser worker: host instances fed by their `assignments` partitions: simulated
+GPUs (``--backend sim``) or real engines over their OpenAI-compatible API
+(``--backend openai --endpoint URL`` once per instance)."""
 
 from __future__ import annotations
+
+import os
 
 import typer
 
 from phaser.cli._common import BootstrapOpt, parse_instances
-from phaser.cli._stack import ProfileOpt, TimeScaleOpt, TopicPrefixOpt
+from phaser.cli._stack import (ApiKeyOpt, BackendOpt, EndpointOpt, MaxConcurrencyOpt, ProfileOpt, TimeScaleOpt, TopicPrefixOpt,
+                               split_endpoints)
 from services.worker import DEFAULT_HEARTBEAT_S
 
 
@@ -24,10 +29,22 @@ def register(app: typer.Typer) -> None:
         time_scale: float = TimeScaleOpt,
         topic_prefix: str = TopicPrefixOpt,
         bootstrap: str = BootstrapOpt,
+        backend: str = BackendOpt,
+        endpoint: list[str] = EndpointOpt,
+        api_key: str = ApiKeyOpt,
+        max_concurrency: int = MaxConcurrencyOpt,
+        start_deadline_s: float = typer.Option(60.0, "--start-deadline-s", envvar="PHASER_START_DEADLINE_S", min=0.0,
+                                               help="openai backend: how long to wait for every engine to answer /health at start."),
     ):
-        """Run simulated instances until Ctrl-C or SIGTERM."""
+        """Run instances until Ctrl-C or SIGTERM (openai backend: use --time-scale 1)."""
+        from services.backends.openai import OpenAIConfig
         from services.kafka import Topics
         from services.worker import main
 
         idx = parse_instances(instances)
-        main(bootstrap, idx, profile, time_scale, chunked_prefill, heartbeat_s, Topics(topic_prefix), partitions or None)
+        endpoints = split_endpoints(endpoint)
+        if backend == "openai" and time_scale == TimeScaleOpt.default and "PHASER_TIME_SCALE" not in os.environ:
+            time_scale = 1.0  # real engines run in real time
+        main(bootstrap, idx, profile, time_scale, chunked_prefill, heartbeat_s, Topics(topic_prefix), partitions or None,
+             backend=backend, endpoints=endpoints, openai_cfg=OpenAIConfig(max_concurrency=max_concurrency, api_key=api_key or None),
+             start_deadline_s=start_deadline_s)

@@ -316,11 +316,15 @@ class InstanceView:
         self.advance(t)
         self.hb_ts_s = float(s.ts_s)
         self.hb_received_s = t
-        self.queue_len = int(s.waiting)
-        self.hb_running_prefill = int(s.running_prefill)
-        self.hb_running_decode = int(s.running_decode)
-        self.hb_kv_used_tokens = int(s.kv_blocks_used) * int(getattr(self.profile, "block_tokens", 16))
-        self._kv_offset = self.hb_kv_used_tokens - self.kv_used_tokens_est
+        unknown = s.unknown  # fields a real engine does not report: keep our own estimate
+        if "waiting" not in unknown:
+            self.queue_len = int(s.waiting)
+        if "running_prefill" not in unknown and "running" not in unknown:
+            self.hb_running_prefill = int(s.running_prefill)
+            self.hb_running_decode = int(s.running_decode)
+        if "kv_blocks_used" not in unknown:
+            self.hb_kv_used_tokens = int(s.kv_blocks_used) * int(getattr(self.profile, "block_tokens", 16))
+            self._kv_offset = self.hb_kv_used_tokens - self.kv_used_tokens_est
 
 
 class ClusterView:

@@ -102,6 +102,10 @@ class RequestRecord:
     cached_prompt_tokens: int
     #: time spent in the router queue before assignment (set by the simulator/router)
     router_wait_s: float = 0.0
+    #: ``ok``; a real engine's request may end ``rejected`` (the engine refused it) or
+    #: ``error``, with the engine's reason (``phaser.backends.stream``)
+    status: str = "ok"
+    reason: str = ""
 
     def to_completion(self, **extra):
         """A ``protos.Completion`` for this record; ``extra`` sets/overrides fields

@@ -1,0 +1,1 @@
+"""Local real engines for trying phaser without a GPU (``phaser engine``)."""
