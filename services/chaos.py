@@ -11,7 +11,7 @@ lost, duplicate completions, dead letters, and times:
 * ``stall_s`` — the longest wait between two completions from the fault on;
 * ``recover_s`` — from the end of the fault (the restart, the resume) to the
   next completion;
-* ``reroute_s`` (``kill-worker``) — from the kill to the first completion of a
+* ``reroute_s`` (``kill-worker``, ``engine-down``) — from the kill to the first completion of a
   request the router re-routed (epoch >= 1).
 
 Chaos is also the supervisor (as ``restart: on-failure`` is in compose): a
@@ -31,7 +31,12 @@ Faults (``FAULTS``):
   out-of-bounds numbers, a 900 KB prompt) published raw into ``requests``
   amid the load: each must be dead-lettered and every valid request served;
 * ``clock-skew`` — the load generator's clock runs ``skew_s`` wall seconds ahead
-  of the stack's, so every ``arrival_s`` is in the workers' future.
+  of the stack's, so every ``arrival_s`` is in the workers' future;
+* ``engine-down`` (with ``--engine llama.cpp``: the instances are real
+  llama-servers) — SIGKILL of the last instance's engine, restarted on the
+  same port after ``down_s``: its worker's circuit opens, the instance turns
+  unhealthy, the router re-routes what was in flight there; when the engine
+  answers again the circuit closes and the instance serves again.
 
 The run is bounded: each fault's stack ends when every request came back or
 nothing arrived for ``drain_timeout_s`` after the load and the fault finished.
@@ -50,7 +55,8 @@ import orjson
 
 from phaser.errors import PhaserError
 
-FAULTS = ("kill-router", "kill-worker", "kill-trainer", "broker-pause", "broker-restart", "poison", "clock-skew")
+SIM_FAULTS = ("kill-router", "kill-worker", "kill-trainer", "broker-pause", "broker-restart", "poison", "clock-skew")
+FAULTS = SIM_FAULTS + ("engine-down",)
 
 #: raw records that must each end in the dead-letter topic (never stop a service)
 POISON: tuple[bytes, ...] = (
@@ -69,7 +75,7 @@ POISON: tuple[bytes, ...] = (
 @dataclass
 class ChaosConfig:
     broker: str = "tansu"  # or "kafka"
-    faults: tuple[str, ...] = FAULTS
+    faults: tuple[str, ...] = SIM_FAULTS
     requests: int = 1500
     workload: str = "paper-mix"
     instances: int = 4
@@ -83,11 +89,15 @@ class ChaosConfig:
     pause_s: float = 3.0       # broker-pause
     skew_s: float = 0.5        # clock-skew, wall seconds (x time scale in stack seconds)
     drain_timeout_s: float = 30.0
+    engine: str | None = None  # "llama.cpp": real engines (then time_scale 1, a small workload)
+    rate: float | None = None
 
     def __post_init__(self) -> None:
         bad = [f for f in self.faults if f not in FAULTS]
         if bad:
             raise PhaserError(f"unknown fault {bad[0]!r}; known: {', '.join(FAULTS)}")
+        if "engine-down" in self.faults and self.engine is None:
+            raise PhaserError("the engine-down fault needs real engines: add --engine llama.cpp")
         if self.broker not in ("tansu", "kafka"):
             raise PhaserError(f"--broker must be tansu or kafka, got {self.broker!r}")
         if self.instances < 2:
@@ -122,7 +132,8 @@ class FaultHook:
         return self.fired_at is None or self.ended_at is None
 
     def _due(self) -> float:
-        return {"kill-worker": self.cfg.down_s, "broker-pause": self.cfg.pause_s}.get(self.fault, self.cfg.restart_s)
+        return {"kill-worker": self.cfg.down_s, "engine-down": self.cfg.down_s,
+                "broker-pause": self.cfg.pause_s}.get(self.fault, self.cfg.restart_s)
 
     async def tick(self, elapsed: float, ctx) -> None:
         tally = ctx.tally
@@ -130,7 +141,7 @@ class FaultHook:
         if n > self._seen:
             if self.fired_at is not None:
                 self.arrivals.append(elapsed)
-                if self.first_rerouted is None and self.fault == "kill-worker":
+                if self.first_rerouted is None and self.fault in ("kill-worker", "engine-down"):
                     if any(c.epoch > 0 for c in list(tally.completions.values())[self._seen:]):
                         self.first_rerouted = elapsed
             self._seen = n
@@ -167,6 +178,8 @@ class FaultHook:
             self._kill(ctx, "trainer")
         elif f == "kill-worker":
             self._kill(ctx, sorted(n for n in ctx.cmds if n.startswith("worker-"))[-1])
+        elif f == "engine-down":
+            ctx.engines.kill(len(ctx.engines.procs) - 1)
         elif f == "broker-pause":
             self.broker.pause()
         elif f == "broker-restart":
@@ -188,6 +201,9 @@ class FaultHook:
     async def _end(self, ctx) -> None:
         if self.fault == "broker-pause":
             self.broker.resume()
+        elif self.fault == "engine-down":
+            ctx.engines.restart(len(ctx.engines.procs) - 1)
+            self.restarts += 1
         elif self._held is not None:
             name, self._held = self._held, None
             ctx.respawn(name)
@@ -244,7 +260,7 @@ def run_chaos(cfg: ChaosConfig, progress=print, broker=None) -> list[dict]:
             up = UpConfig(requests=cfg.requests, workload=cfg.workload, seed=cfg.seed, instances=cfg.instances,
                           workers=2, profile=cfg.profile, policy=cfg.policy, time_scale=cfg.time_scale,
                           bootstrap=broker.bootstrap, drain_timeout_s=cfg.drain_timeout_s, monitor=False,
-                          trainer=fault == "kill-trainer")
+                          trainer=fault == "kill-trainer", engine=cfg.engine, rate=cfg.rate)
             captured: dict = {}
             summary = run_up(up, hook=hook, capture=captured)
             summary["_completions"] = captured.get("completions", ())

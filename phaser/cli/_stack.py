@@ -15,8 +15,9 @@ TopicPrefixOpt = typer.Option(
     help="Prefix for every topic and consumer group name, to run several stacks on one broker.",
 )
 ProfileOpt = typer.Option(
-    "v100-llama2-7b", "--profile", envvar="PHASER_PROFILE",
-    help="Latency profile of the simulated GPUs (hardware/model), e.g. v100-llama2-7b, a100-llama3-8b.",
+    "v100-llama2-7b", "--profile", "--profile-file", envvar="PHASER_PROFILE",
+    help="Latency profile of the simulated GPUs (hardware/model), e.g. v100-llama2-7b, a100-llama3-8b, "
+         "or a profile file (*.json, what `phaser calibrate` writes).",
 )
 BackendOpt = typer.Option(
     "sim", "--backend", envvar="PHASER_BACKEND",

@@ -70,6 +70,7 @@ def _records_path(base: Path, row: dict, many: bool) -> Path:
 def register(app: typer.Typer) -> None:
     bench_app = typer.Typer(help="Benchmark routing policies in the simulator.", no_args_is_help=False)
     app.add_typer(bench_app, name="bench")
+    _register_engine_fidelity(bench_app)
 
     @bench_app.callback(invoke_without_command=True)
     def bench(
@@ -81,8 +82,9 @@ def register(app: typer.Typer) -> None:
                                                help="Workload name or file (instead of --scenario)."),
         instances: Optional[int] = typer.Option(None, "--instances", envvar="PHASER_BENCH_INSTANCES",
                                                 help="Instance count (overrides the scenario's)."),
-        profile: Optional[str] = typer.Option(None, "--profile", envvar="PHASER_BENCH_PROFILE",
-                                              help="Latency profile (overrides the scenario's)."),
+        profile: Optional[str] = typer.Option(None, "--profile", "--profile-file", envvar="PHASER_BENCH_PROFILE",
+                                              help="Latency profile name or file, e.g. from `phaser calibrate` "
+                                                   "(overrides the scenario's)."),
         rate: Optional[str] = typer.Option(None, "--rate", envvar="PHASER_BENCH_RATE",
                                            help="Request rate(s) in req/s, comma-separated (overrides the scenario's)."),
         requests: Optional[int] = typer.Option(None, "--requests", envvar="PHASER_BENCH_REQUESTS",
@@ -213,8 +215,8 @@ def register(app: typer.Typer) -> None:
                                           "rl-* join with --checkpoint, or name them for the shipped ones)."),
         instances: str = typer.Option("4,16", "--instances", help="Cluster sizes, comma-separated."),
         decisions: int = typer.Option(2000, "--decisions", help="Timed decisions per (policy, size)."),
-        profile: str = typer.Option("a100-llama3-8b", "--profile", envvar="PHASER_BENCH_PROFILE",
-                                    help="Latency profile of the instances."),
+        profile: str = typer.Option("a100-llama3-8b", "--profile", "--profile-file", envvar="PHASER_BENCH_PROFILE",
+                                    help="Latency profile of the instances (name or file)."),
         checkpoint: Optional[Path] = typer.Option(None, "--checkpoint", envvar="PHASER_CHECKPOINT",
                                                   help="Checkpoint for rl-* policies (they are included when given)."),
         json_path: Optional[Path] = typer.Option(None, "--json", help="Write the results as JSON to PATH."),
@@ -340,3 +342,27 @@ def _capacity(scs, pols, seed, rates, options_for, slo_ttft, slo_tbt, json_path,
     if json_path is not None:
         json_path.parent.mkdir(parents=True, exist_ok=True)
         json_path.write_text(json.dumps(rows, indent=1))
+
+
+def _register_engine_fidelity(bench_app: typer.Typer) -> None:
+    @bench_app.command("engine-fidelity")
+    def engine_fidelity(
+        profile: str = typer.Option(..., "--profile", "--profile-file", envvar="PHASER_BENCH_PROFILE",
+                                    help="Calibrated profile of the engine (`phaser calibrate --out`)."),
+        workload: str = typer.Option("uniform?prompt=32-768&output=16-128", "--workload", help="Workload to replay (not the calibration's)."),
+        requests: int = typer.Option(80, "--requests", min=2, help="Requests."),
+        rate: float = typer.Option(0.5, "--rate", min=0.001, help="Mean arrival rate, req/s (real time)."),
+        seed: int = typer.Option(0, "--seed"),
+        instances: int = typer.Option(2, "--instances", min=1, help="Local llama-servers."),
+        json_path: Optional[Path] = typer.Option(None, "--json", help="Also write the result as JSON."),
+    ):
+        """Replay a workload through local llama.cpp servers (the whole stack) and through the
+        simulator with the calibrated profile; print mean / p50 / per-request errors of E2E, TTFT, TBT."""
+        import json
+
+        from services.fidelity import run_engine_fidelity
+
+        res = run_engine_fidelity(profile, workload, requests, rate, seed, instances)
+        typer.echo(json.dumps(res, indent=1))
+        if json_path is not None:
+            json_path.write_text(json.dumps(res, indent=1))

@@ -33,6 +33,11 @@ def register(app: typer.Typer) -> None:
         pause_s: float = typer.Option(d.pause_s, "--pause-s", min=0.1, help="broker-pause: wall seconds the broker is stopped."),
         drain_timeout: float = typer.Option(d.drain_timeout_s, "--drain-timeout", min=1.0,
                                             help="Wall seconds without a completion, after load and fault, before the rest counts as lost."),
+        engine: str = typer.Option("", "--engine", envvar="PHASER_ENGINE",
+                                   help="Run the instances on local real engines (llama.cpp); enables the engine-down fault "
+                                        "and defaults to --faults engine-down, --time-scale 1 and a small workload."),
+        rate: float = typer.Option(0.0, "--rate", envvar="PHASER_RATE", min=0.0,
+                                   help="Mean arrival rate (0 = the workload's own; 2 req/s with --engine)."),
         json_path: Path = typer.Option(None, "--json", help="Also write the rows as JSON to this path."),
     ):
         """Run the stack once per fault, apply it, print requested / completed / failed / rejected /
@@ -44,9 +49,24 @@ def register(app: typer.Typer) -> None:
 
         from services.chaos import render, run_chaos
 
+        import os
+
+        if engine:  # real engines: real time, a workload they serve in a minute, the engine fault
+            from phaser.cli.up import REAL_ENGINE_WORKLOAD
+
+            if faults == ",".join(d.faults) and "PHASER_CHAOS_FAULTS" not in os.environ:
+                faults = "engine-down"
+            if time_scale == TimeScaleOpt.default and "PHASER_TIME_SCALE" not in os.environ:
+                time_scale = 1.0
+            if workload == d.workload and "PHASER_WORKLOAD" not in os.environ:
+                workload = REAL_ENGINE_WORKLOAD
+            if requests == d.requests and "PHASER_REQUESTS" not in os.environ:
+                requests = 100
+            rate = rate or 2.0
         cfg = ChaosConfig(broker=broker, faults=tuple(f.strip() for f in faults.split(",") if f.strip()), requests=requests,
                           workload=workload, instances=instances, profile=profile, policy=policy, time_scale=time_scale,
-                          seed=seed, at_s=at_s, down_s=down_s, pause_s=pause_s, drain_timeout_s=drain_timeout)
+                          seed=seed, at_s=at_s, down_s=down_s, pause_s=pause_s, drain_timeout_s=drain_timeout,
+                          engine=engine or None, rate=rate or None)
         con = Console(stderr=True)
         rows = run_chaos(cfg, progress=lambda r: con.print(f"chaos: {r['fault']}: {r}"))
         Console().print(render(rows))

@@ -185,9 +185,10 @@ class Instance:
                  reference: bool = False):
         self.index = index
         self.profile = profile
-        self.chunked = bool(chunked_prefill)
-        if max_num_batched_tokens is None:
-            max_num_batched_tokens = CHUNKED_PREFILL_DEFAULT_BUDGET if self.chunked else profile.max_num_batched_tokens
+        self.chunked = bool(chunked_prefill) or profile.chunked_prefill
+        if max_num_batched_tokens is None:  # an engine that always chunks states its own budget
+            max_num_batched_tokens = (profile.max_num_batched_tokens if profile.chunked_prefill or not self.chunked
+                                      else CHUNKED_PREFILL_DEFAULT_BUDGET)
         self.budget = int(max_num_batched_tokens)
         self.max_seqs = int(max_num_seqs if max_num_seqs is not None else profile.max_num_seqs)
         if self.budget < 1 or self.max_seqs < 1:

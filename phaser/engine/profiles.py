@@ -113,6 +113,12 @@ class LatencyProfile:
     source: str = ""
     #: the model's context length: a request's prompt + output must fit in it
     max_model_len: int = 4096
+    #: KV blocks when known directly (a calibrated engine: llama.cpp's slots x context);
+    #: 0 = derived from the memory facts above
+    kv_blocks: int = 0
+    #: the engine always chunks prefills under ``max_num_batched_tokens`` (llama.cpp
+    #: server, vLLM V1), whatever ``--chunked-prefill`` says
+    chunked_prefill: bool = False
 
     def iteration_time(self, n_tokens: int, prefill_attn_work: float, decode_kv_tokens: float) -> float:
         """Duration of one iteration: see the module docstring."""
@@ -131,6 +137,8 @@ class LatencyProfile:
 
     @property
     def kv_blocks_total(self) -> int:
+        if self.kv_blocks > 0:
+            return self.kv_blocks
         free = self.gpu_mem_bytes * self.gpu_mem_util - self.weight_bytes
         return max(0, int(free // (self.kv_bytes_per_token * self.block_tokens)))
 
@@ -173,11 +181,58 @@ PROFILES: dict[str, LatencyProfile] = {
 
 
 def get_profile(name: str) -> LatencyProfile:
-    """The named profile; ``PhaserError`` listing the known names otherwise."""
+    """The named profile, or the profile file at that path (``*.json``, what
+    ``phaser calibrate`` writes); ``PhaserError`` listing the known names otherwise."""
     try:
         return PROFILES[name]
     except KeyError:
-        raise PhaserError(f"unknown profile {name!r}; known: {', '.join(sorted(PROFILES))}") from None
+        pass
+    if name.endswith(".json") or "/" in name:
+        return load_profile_file(name)
+    raise PhaserError(f"unknown profile {name!r}; known: {', '.join(sorted(PROFILES))} (or a profile file, *.json)")
+
+
+def profile_to_dict(p: LatencyProfile) -> dict:
+    from dataclasses import asdict
+
+    return asdict(p)
+
+
+def load_profile_file(path: str) -> LatencyProfile:
+    """A profile from JSON: every ``LatencyProfile`` field, plus optional ``fit``
+    notes (ignored here). One readable line on any problem."""
+    import json
+    from dataclasses import fields
+
+    try:
+        with open(path) as f:
+            d = json.load(f)
+    except OSError as e:
+        raise PhaserError(f"cannot read profile file {path}: {e.strerror or e}") from None
+    except ValueError as e:
+        raise PhaserError(f"profile file {path} is not JSON: {e}") from None
+    if not isinstance(d, dict):
+        raise PhaserError(f"profile file {path} must hold a JSON object")
+    known = {f.name: f for f in fields(LatencyProfile)}
+    missing = [k for k in ("name", "gpu", "model", "gpu_mem_bytes", "weight_bytes", "kv_bytes_per_token", "floor_s",
+                           "a_s", "b_s", "c_s", "d_s", "max_num_batched_tokens") if k not in d]
+    if missing:
+        raise PhaserError(f"profile file {path} lacks {', '.join(missing)}")
+    args = {k: v for k, v in d.items() if k in known}
+    try:
+        p = LatencyProfile(**args)
+    except TypeError as e:
+        raise PhaserError(f"profile file {path}: {e}") from None
+    for k in ("floor_s", "a_s", "b_s", "c_s", "d_s"):
+        v = getattr(p, k)
+        if not isinstance(v, (int, float)) or not (0 <= v < 1e3):
+            raise PhaserError(f"profile file {path}: {k} must be a number of seconds in [0, 1000), got {v!r}")
+    for k in ("max_num_batched_tokens", "max_num_seqs", "max_model_len", "block_tokens"):
+        if not isinstance(getattr(p, k), int) or getattr(p, k) < 1:
+            raise PhaserError(f"profile file {path}: {k} must be a positive integer")
+    if p.kv_blocks_total < 1:
+        raise PhaserError(f"profile file {path}: no KV capacity (set kv_blocks, or the memory facts)")
+    return p
 
 
 __all__ = ["LatencyProfile", "PROFILES", "get_profile", "ATTN_FLOP_EFFICIENCY",

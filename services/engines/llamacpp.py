@@ -108,6 +108,17 @@ def ensure_server(log=print, jobs: int | None = None) -> Path:
     missing = missing_prerequisites()
     if missing:
         raise PhaserError(f"cannot build llama.cpp's server: missing {', '.join(missing)}")
+    import fcntl
+
+    cache_dir().mkdir(parents=True, exist_ok=True)
+    with open(cache_dir() / ".llama-build.lock", "w") as lock:  # one build per machine at a time
+        fcntl.flock(lock, fcntl.LOCK_EX)
+        if binary.exists():  # another process built it while we waited
+            return binary
+        return _build(binary, log, jobs)
+
+
+def _build(binary: Path, log, jobs: int | None) -> Path:
     root = build_dir()
     src = root / f"llama_cpp_python-{LLAMA_CPP_PYTHON}" / "vendor" / "llama.cpp"
     if not (src / "CMakeLists.txt").exists():
@@ -181,6 +192,7 @@ class LocalEngines:
         self.procs: list[subprocess.Popen] = []
         self.endpoints: list[str] = []
         self._logs: list = []
+        self._argv: list[list[str]] = []
 
     def start(self, deadline_s: float = 120.0) -> list[str]:
         from services.lifecycle import die_with_parent
@@ -195,8 +207,10 @@ class LocalEngines:
                     self.log_dir.mkdir(parents=True, exist_ok=True)
                     out = open(self.log_dir / f"llama-server-{i}.log", "wb")
                     self._logs.append(out)
-                p = subprocess.Popen(die_with_parent(self.cfg.argv(binary, model, port)), start_new_session=True,
+                argv = self.cfg.argv(binary, model, port)
+                p = subprocess.Popen(die_with_parent(argv), start_new_session=True,
                                      stdin=subprocess.DEVNULL, stdout=out, stderr=subprocess.STDOUT)
+                self._argv.append(argv)
                 self.procs.append(p)
                 self.endpoints.append(url)
             for url, p in zip(self.endpoints, self.procs):
@@ -213,6 +227,16 @@ class LocalEngines:
 
         _signal_group(self.procs[i], signal.SIGKILL)
         self.procs[i].wait()
+
+    def restart(self, i: int, deadline_s: float = 120.0) -> None:
+        """Start engine ``i`` again on its port (after ``kill``); call from the main thread."""
+        from services.lifecycle import die_with_parent
+
+        if self.procs[i].poll() is None:
+            self.kill(i)
+        self.procs[i] = subprocess.Popen(die_with_parent(self._argv[i]), start_new_session=True, stdin=subprocess.DEVNULL,
+                                         stdout=subprocess.DEVNULL, stderr=subprocess.STDOUT)
+        wait_healthy(self.endpoints[i], self.procs[i], deadline_s)
 
     def stop(self, grace_s: float = 5.0) -> None:
         from services.lifecycle import Children

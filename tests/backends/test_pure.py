@@ -91,3 +91,67 @@ def test_prompts_are_exact_distinct_and_share_exactly_the_shared_blocks():
     assert a[:32] == b[:32] and a[32:] != b[32:] and c[:32] != a[:32]
     assert prompts.token_prompt("a", 100, pool, prefix_ids=[7, 8]) == a  # reproducible
     assert len(prompts.text_prompt("x", 50).split()) == 50
+
+
+def test_the_fit_recovers_a_known_profile_and_reports_error_per_group():
+    import numpy as np
+
+    from phaser.engine.fit import Probe, fit, predict, prefill_iterations
+    from phaser.engine.profiles import get_profile
+
+    p = get_profile("a100-llama3-8b")
+    true = {"floor_s": p.floor_s, "a_s": p.a_s, "b_s": p.b_s, "c_s": p.c_s, "d_s": p.d_s}
+    rng = np.random.default_rng(0)
+    probes = [Probe(prefill_iterations(n, 8192), 0.0, "prefill") for n in (16, 64, 256, 1024, 2048, 4096, 8000)]
+    probes += [Probe(((float(b), 0.0, b * kv),), 0.0, "decode") for b in (1, 8, 32, 128, 256) for kv in (200, 2000)]
+    probes = [Probe(q.iterations, predict(true, q) * (1 + rng.normal(0, 0.01)), q.group) for q in probes]
+    res = fit(probes)
+    assert res.mape["all"] < 0.02 and set(res.mape) == {"prefill", "decode", "all"}
+    for k in ("floor_s", "b_s", "d_s"):  # the terms these probes pin down
+        assert abs(res.coef[k] / true[k] - 1) < 0.1, (k, res.coef[k], true[k])
+
+
+def test_a_profile_file_is_accepted_where_a_name_is_and_a_bad_one_is_one_line(tmp_path):
+    import json
+
+    from phaser.engine.instance import Instance
+    from phaser.engine.profiles import get_profile, profile_to_dict
+    from phaser.errors import PhaserError
+
+    d = profile_to_dict(get_profile("a100-llama2-7b"))
+    d.update(name="mine", kv_blocks=100, chunked_prefill=True, max_num_batched_tokens=1024)
+    f = tmp_path / "p.json"
+    f.write_text(json.dumps(d))
+    prof = get_profile(str(f))
+    assert prof.name == "mine" and prof.kv_blocks_total == 100
+    inst = Instance(0, prof)
+    assert inst.chunked and inst.budget == 1024  # the engine's own scheduler, whatever the flag says
+    for bad, why in (("{", "not JSON"), (json.dumps({"name": "x"}), "lacks"), (json.dumps({**d, "b_s": -1}), "b_s")):
+        f.write_text(bad)
+        with pytest.raises(PhaserError, match=why):
+            get_profile(str(f))
+    with pytest.raises(PhaserError, match="cannot read"):
+        get_profile(str(tmp_path / "missing.json"))
+
+
+def test_worker_cli_mistakes_are_one_line_exit_2(capsys):
+    from phaser.cli.main import main
+
+    assert main(["worker", "--backend", "openai", "--instances", "0-1", "--endpoint", "http://127.0.0.1:9"]) == 2
+    assert "one --endpoint per hosted instance" in capsys.readouterr().err
+    assert main(["worker", "--backend", "openai", "--instances", "0", "--endpoint", "ftp://x"]) == 2
+    assert "not an http(s) URL" in capsys.readouterr().err
+    assert main(["worker", "--backend", "gpu", "--instances", "0"]) == 2
+    assert "unknown backend" in capsys.readouterr().err
+    assert main(["up", "--backend", "openai", "--instances", "2", "--endpoint", "http://127.0.0.1:9"]) == 2
+    assert "one --endpoint per instance" in capsys.readouterr().err
+
+
+def test_an_engine_down_at_start_is_one_line_exit_2(capsys):
+    from phaser.cli.main import main
+    from services.broker import free_port
+
+    port = free_port()  # nothing listens there
+    assert main(["worker", "--backend", "openai", "--instances", "0", "--endpoint", f"http://127.0.0.1:{port}",
+                 "--start-deadline-s", "1", "--bootstrap", "127.0.0.1:1"]) == 2
+    assert "not reachable within 1s" in capsys.readouterr().err
