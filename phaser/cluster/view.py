@@ -77,6 +77,10 @@ def overdue_remaining(produced: float) -> float:
     return max(OVERDUE_MIN_TOKENS, produced)
 
 
+#: weight of the newest completion in ``InstanceView.latency_ewma_s``
+LATENCY_EWMA = 0.2
+
+
 @dataclass(slots=True)
 class _Req:
     id: str
@@ -87,6 +91,7 @@ class _Req:
     prefill_done: float = 0.0
     d0: float = 0.0
     finish: float = 0.0  # decode-clock value at which it is expected to finish
+    assigned: float = 0.0  # when the router sent it here
 
 
 @dataclass(slots=True)
@@ -100,6 +105,9 @@ class InstanceView:
     outstanding: int = 0
     assigned_total: int = 0
     completed_total: int = 0
+    #: EWMA (weight LATENCY_EWMA) of assignment-to-completion time of the requests completed
+    #: here, as the router observes it (nan before the first): what a latency-metric router reads
+    latency_ewma_s: float = math.nan
     # -- estimates --
     in_prefill: int = 0
     decode_buckets: list[int] = field(default_factory=lambda: [0] * N_BUCKETS)
@@ -267,7 +275,7 @@ class InstanceView:
 
     def _assign(self, job: "Job", t: float, seq: int) -> None:
         self.advance(t)
-        r = _Req(job.id, int(job.prompt_tokens), float(job.predicted_tokens), int(job.predicted_bucket))
+        r = _Req(job.id, int(job.prompt_tokens), float(job.predicted_tokens), int(job.predicted_bucket), assigned=t)
         start = max(t, self._prefill_free_at)
         r.prefill_done = start + float(self.profile.prefill_time(r.prompt))
         self._prefill_free_at = r.prefill_done
@@ -295,6 +303,9 @@ class InstanceView:
             return False
         self.outstanding -= 1
         self.completed_total += 1
+        lat = max(0.0, t - r.assigned)
+        self.latency_ewma_s = lat if self.latency_ewma_s != self.latency_ewma_s else (
+            (1 - LATENCY_EWMA) * self.latency_ewma_s + LATENCY_EWMA * lat)
         self._prompt_all -= r.prompt
         if r.decoding:
             self._n_dec -= 1

@@ -1,6 +1,12 @@
 """power-of-two: two distinct instances drawn at random, the one with fewer
-outstanding requests wins (Mitzenmacher's two choices; Ray Serve's default).
-Ties go to the first draw. Seeded numpy RNG."""
+outstanding requests wins (Mitzenmacher's two choices). Ties go to the first
+draw. Seeded numpy RNG.
+
+Also registered as ``ray-serve``: Ray Serve LLM's default request router is
+exactly this rule on replica queue length (ongoing requests; field-notes.md),
+so the production peer and our heuristic are one implementation. (Ray's
+``max_ongoing_requests`` cap never changes the pick between two replicas: the
+one at the cap always has more ongoing requests than one below it.)"""
 
 from __future__ import annotations
 
@@ -27,3 +33,10 @@ class PowerOfTwo:
 @register("power-of-two")
 def make(n_instances: int, seed: int = 0, **_):
     return PowerOfTwo(n_instances, seed)
+
+
+@register("ray-serve")
+def make_ray(n_instances: int, seed: int = 0, **_):
+    p = PowerOfTwo(n_instances, seed)
+    p.name = "ray-serve"
+    return p
