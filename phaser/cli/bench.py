@@ -71,6 +71,7 @@ def register(app: typer.Typer) -> None:
     bench_app = typer.Typer(help="Benchmark routing policies in the simulator.", no_args_is_help=False)
     app.add_typer(bench_app, name="bench")
     _register_engine_fidelity(bench_app)
+    _register_vidur_compare(bench_app)
 
     @bench_app.callback(invoke_without_command=True)
     def bench(
@@ -342,6 +343,36 @@ def _capacity(scs, pols, seed, rates, options_for, slo_ttft, slo_tbt, json_path,
     if json_path is not None:
         json_path.parent.mkdir(parents=True, exist_ok=True)
         json_path.write_text(json.dumps(rows, indent=1))
+
+
+def _register_vidur_compare(bench_app: typer.Typer) -> None:
+    @bench_app.command("vidur-compare")
+    def vidur_compare(
+        profile: str = typer.Option("a100-llama2-7b", "--profile", "--profile-file", help="Profile to compare (name or file)."),
+        scheduler: str = typer.Option("vllm-v0", "--scheduler", help="Engine scheduling mode: mixed, vllm-v0 (Vidur's), vllm-v1."),
+        json_path: Optional[Path] = typer.Option(None, "--json", help="Also write the rows as JSON."),
+    ):
+        """phaser vs Vidur on the same 4 x 4,000 requests (1 and 4 A100s, 50 % and 90 % load): mean, p50 and p99
+        of E2E, TTFT and TBT, and the error of each."""
+        from rich.console import Console
+        from rich.table import Table
+
+        from phaser.bench.vidur_compare import compare
+        from phaser.engine.instance import SCHEDULERS
+
+        if scheduler not in SCHEDULERS:
+            raise PhaserError(f"unknown --scheduler {scheduler!r}; known: {', '.join(SCHEDULERS)}")
+        rows = compare(profile, scheduler)
+        t = Table(title=f"phaser ({profile}, {scheduler}) vs Vidur")
+        for c in ("file", "replicas", "load", "E2E mean", "E2E p50", "TTFT p50", "TTFT mean", "TBT mean"):
+            t.add_column(c)
+        for r in rows:
+            cell = lambda m: f"{r[m + '_phaser']:.3f} vs {r[m + '_vidur']:.3f} ({100 * r[m + '_error']:+.1f} %)"  # noqa: E731
+            t.add_row(r["file"], str(r["replicas"]), r["load"], cell("e2e_mean"), cell("e2e_p50"), cell("ttft_p50"),
+                      cell("ttft_mean"), cell("tbt_mean"))
+        Console().print(t)
+        if json_path is not None:
+            json_path.write_text(json.dumps(rows, indent=1))
 
 
 def _register_engine_fidelity(bench_app: typer.Typer) -> None:

@@ -24,6 +24,14 @@ Scheduling (one *iteration* = one forward pass, duration from the profile):
   whatever its size, so a long prompt is never starved behind decodes — vLLM
   would reject a prompt above the budget, we serve it),
   and KV blocks for the whole prefill with the 1 % watermark.
+* ``scheduler="vllm-v0"`` (vLLM V0 without chunked prefill, the paper's
+  setup): an iteration is all prefills or all decodes. Whenever the waiting
+  head can be admitted, the iteration admits prefills only (FCFS, seats,
+  token budget, KV) and every running decode waits through it; otherwise it
+  is a decode-only iteration (with recompute preemption). A decode's gap
+  that spans prefill-only iterations counts whole in its TBT.
+  ``scheduler="vllm-v1"`` is the chunked mode below (vLLM V1 always chunks);
+  ``"mixed"`` (default) is the unchunked mode above.
 * Chunked prefill (Sarathi-Serve): decodes first, then the running partial
   prefills in admission order, then new admissions, each taking a chunk of at
   most the remaining token budget. All prompt blocks are allocated at
@@ -75,6 +83,10 @@ from phaser.errors import PhaserError
 #: Token budget per iteration when chunked prefill is on and none is given
 #: (vLLM V0's default for chunked prefill).
 CHUNKED_PREFILL_DEFAULT_BUDGET = 512
+#: Scheduling modes: ``mixed`` (whole prefills join the running decodes' iteration),
+#: ``vllm-v0`` (prefill-first: an iteration is all prefills or all decodes), ``vllm-v1``
+#: (chunked prefill: decodes first, then prefill chunks under the token budget).
+SCHEDULERS = ("mixed", "vllm-v0", "vllm-v1")
 
 _INF = math.inf
 
@@ -182,10 +194,16 @@ class Instance:
 
     def __init__(self, index: int, profile: LatencyProfile, chunked_prefill: bool = False,
                  max_num_batched_tokens: int | None = None, max_num_seqs: int | None = None,
-                 reference: bool = False):
+                 reference: bool = False, scheduler: str = "mixed"):
+        if scheduler not in SCHEDULERS:
+            raise PhaserError(f"unknown scheduler {scheduler!r}; known: {', '.join(SCHEDULERS)}")
         self.index = index
         self.profile = profile
-        self.chunked = bool(chunked_prefill) or profile.chunked_prefill
+        self.scheduler = scheduler
+        self.chunked = bool(chunked_prefill) or profile.chunked_prefill or scheduler == "vllm-v1"
+        # vLLM V0 without chunked prefill: an iteration is all prefills or all decodes
+        self.prefill_first = scheduler == "vllm-v0" and not self.chunked
+        self._stalled = False  # decoders waited through a prefill-only iteration (their next gap spans it)
         if max_num_batched_tokens is None:  # an engine that always chunks states its own budget
             max_num_batched_tokens = (profile.max_num_batched_tokens if profile.chunked_prefill or not self.chunked
                                       else CHUNKED_PREFILL_DEFAULT_BUDGET)
@@ -214,6 +232,7 @@ class Instance:
         # profile constants, local for speed
         p = profile
         self._floor, self._a, self._b, self._c, self._d = p.floor_s, p.a_s, p.b_s, p.c_s, p.d_s
+        self._e, self._g = p.e_s, p.g_s
 
     # ------------------------------------------------------------------ API
     def refusal(self, req) -> str | None:
@@ -309,7 +328,7 @@ class Instance:
             if self.t >= horizon:
                 break
             self._net = None
-            if not self.reference and running and not self.n_prefilling and not self._admissible():
+            if not self.reference and running and not self.n_prefilling and not self._stalled and not self._admissible():
                 h = horizon
                 w = self.waiting
                 if w and w[0].added > self.t and w[0].added < h:
@@ -351,7 +370,7 @@ class Instance:
                 net = _INF
             else:
                 net = max(self.t, self.waiting[0].added) + self._floor
-        elif self.n_prefilling or self._admissible():
+        elif self.n_prefilling or self._stalled or self._admissible():
             net = self.t + self._floor
         else:
             k, _, alpha, beta = self._span_len(_INF)
@@ -435,7 +454,7 @@ class Instance:
         lin = self._a + self._b * B
         if lin < self._floor:
             lin = self._floor
-        alpha = lin + self._d * K0
+        alpha = lin + self._d * K0 + self._e * B
         beta = self._d * B
         # KV: iteration j (0-based) needs blocks_for(prompt + gen + j) per request.
         avail = self.kv.available
@@ -536,10 +555,12 @@ class Instance:
         bt = self.bt
         kv = self.kv
         running = self.running
+        # vllm-v0: with a prefill admissible, this iteration runs prefills only
+        prefill_only = self.prefill_first and self._admissible()
         # 1. KV room for every decoding request's next token; preempt from the back.
         preempted = False
         i = 0
-        while i < len(running):
+        while i < len(running) and not prefill_only:
             r = running[i]
             if r.done_pf >= r.target:
                 need = -(-(r.prompt + r.gen) // bt) - r.blocks
@@ -558,10 +579,11 @@ class Instance:
         n_dec = 0
         kv_read = 0
         chunks: list[tuple[_Req, int]] = []
-        for r in running:
-            if r.done_pf >= r.target:
-                n_dec += 1
-                kv_read += r.prompt + r.gen
+        if not prefill_only:
+            for r in running:
+                if r.done_pf >= r.target:
+                    n_dec += 1
+                    kv_read += r.prompt + r.gen
         left = self.budget - n_dec
         if self.n_prefilling:
             for r in running:
@@ -569,7 +591,7 @@ class Instance:
                     c = min(r.target - r.done_pf, left)
                     chunks.append((r, c))
                     left -= c
-        if not preempted:
+        if not preempted and (prefill_only or not self.prefill_first):  # vllm-v0 admits in prefill iterations only
             w = self.waiting
             while w and len(running) < self.max_seqs:
                 r = w[0]
@@ -614,17 +636,19 @@ class Instance:
         lin = self._a + self._b * n_tok
         if lin < self._floor:
             lin = self._floor
-        dt = lin + self._c * work + self._d * kv_read
+        dt = lin + self._c * work + self._d * kv_read + self._e * n_dec + self._g * len(chunks)
         t1 = t0 + dt
         # 4. effects
         finished = False
-        for r in running:
-            if r.done_pf >= r.target:
-                r.gen += 1
-                _push_tbt(r, dt)
-                r.last_token = t1
-                if r.gen >= r.output:
-                    finished = True
+        if not prefill_only:
+            for r in running:
+                if r.done_pf >= r.target:
+                    r.gen += 1
+                    _push_tbt(r, t1 - r.last_token)  # = dt, unless a prefill-only iteration came between
+                    r.last_token = t1
+                    if r.gen >= r.output:
+                        finished = True
+        decoders_waited = prefill_only and len(running) > len(chunks)
         for r, c in chunks:
             r.done_pf += c
             if r.done_pf >= r.target:
@@ -643,6 +667,7 @@ class Instance:
                     finished = True
         self.t = t1
         self.iterations += 1
+        self._stalled = decoders_waited
         if finished:
             self._finish(t1, done)
 

@@ -107,6 +107,10 @@ class LatencyProfile:
     c_s: float
     d_s: float
     max_num_batched_tokens: int
+    #: decode attention's cost per decoding request per iteration (Vidur-measured profiles)
+    e_s: float = 0.0
+    #: prefill attention's fixed cost per prefill chunk per iteration (Vidur-measured profiles)
+    g_s: float = 0.0
     gpu_mem_util: float = 0.9
     block_tokens: int = 16
     max_num_seqs: int = 256
@@ -120,20 +124,23 @@ class LatencyProfile:
     #: server, vLLM V1), whatever ``--chunked-prefill`` says
     chunked_prefill: bool = False
 
-    def iteration_time(self, n_tokens: int, prefill_attn_work: float, decode_kv_tokens: float) -> float:
-        """Duration of one iteration: see the module docstring."""
+    def iteration_time(self, n_tokens: int, prefill_attn_work: float, decode_kv_tokens: float,
+                       n_decode: int = 0, n_chunks: int = 0) -> float:
+        """Duration of one iteration: see the module docstring. ``n_decode``: decoding
+        requests in it (``e_s`` each), ``n_chunks``: prefill chunks in it (``g_s`` each)."""
         lin = self.a_s + self.b_s * n_tokens
         if lin < self.floor_s:
             lin = self.floor_s
-        return lin + self.c_s * prefill_attn_work + self.d_s * decode_kv_tokens
+        return (lin + self.c_s * prefill_attn_work + self.d_s * decode_kv_tokens + self.e_s * n_decode
+                + self.g_s * n_chunks)
 
     def prefill_time(self, prompt_tokens: int) -> float:
         """One request's whole prompt prefilled alone in one iteration."""
-        return self.iteration_time(prompt_tokens, prompt_tokens * prompt_tokens / 2.0, 0)
+        return self.iteration_time(prompt_tokens, prompt_tokens * prompt_tokens / 2.0, 0, 0, 1)
 
     def decode_step_time(self, batch: int, kv_tokens: float) -> float:
         """One decode-only iteration of ``batch`` requests reading ``kv_tokens`` KV tokens."""
-        return self.iteration_time(batch, 0.0, kv_tokens)
+        return self.iteration_time(batch, 0.0, kv_tokens, batch, 0)
 
     @property
     def kv_blocks_total(self) -> int:
@@ -147,18 +154,40 @@ class LatencyProfile:
         return self.kv_blocks_total * self.block_tokens
 
 
+#: Attention of A100 + Llama-2-7B fitted to Vidur's measured FlashAttention profile
+#: (``phaser.engine.attention``; 32 layers × the per-layer fit): prefill work, decode KV
+#: token, decode request, prefill chunk. Decode MAPE 7.8 %, prefill 3.7 % over the sample.
+_VIDUR_A100_LLAMA2_7B = {"c_s": 4.9642e-9, "d_s": 2.7944e-7, "e_s": 4.1231e-5, "g_s": 1.22334e-3}
+
+
+def _vidur_attention(gpu: str, model: str) -> dict:
+    """The A100 Llama-2-7B attention terms carried to another A100/H100 profile by the
+    roofline ratios: decode attention is memory bound (d_s scales with the model's KV
+    bytes per token and inversely with HBM bandwidth; e_s, the per-request share, with
+    bandwidth), prefill attention is compute bound (c_s and the per-chunk g_s scale
+    inversely with peak FLOP/s; Llama-3-8B has Llama-2-7B's 32 query heads x 128 and
+    32 layers, so its attention FLOPs are the same)."""
+    ref = _VIDUR_A100_LLAMA2_7B
+    bw = _MEM_BW["a100"] / _MEM_BW[gpu]
+    fl = _PEAK_FLOPS["a100"] / _PEAK_FLOPS[gpu]
+    kv = _MODELS[model][3] / _MODELS["llama2-7b"][3]
+    return {"c_s": ref["c_s"] * fl, "g_s": ref["g_s"] * fl, "d_s": ref["d_s"] * kv * bw, "e_s": ref["e_s"] * bw}
+
+
 def _profile(gpu: str, model: str, linear_ms: tuple[float, float, float] | None = None,
-             d_s: float | None = None, source: str = "") -> LatencyProfile:
+             d_s: float | None = None, source: str = "", attention: str = "vidur") -> LatencyProfile:
     name = f"{gpu}-{model}"
     layers, d_model, params, kv_bytes, max_len = _MODELS[model]
     floor_ms, a_ms, b_ms = linear_ms if linear_ms is not None else _LINEAR_MS[name]
-    c_s = 4.0 * layers * d_model / (_PEAK_FLOPS[gpu] * ATTN_FLOP_EFFICIENCY)
-    if d_s is None:
-        d_s = kv_bytes / (_MEM_BW[gpu] * KV_READ_EFFICIENCY)
+    if attention == "vidur":
+        att = _vidur_attention(gpu, model)
+    else:  # roofline (the V100 profile: the paper's own decode measurement in d_s)
+        att = {"c_s": 4.0 * layers * d_model / (_PEAK_FLOPS[gpu] * ATTN_FLOP_EFFICIENCY),
+               "d_s": d_s if d_s is not None else kv_bytes / (_MEM_BW[gpu] * KV_READ_EFFICIENCY), "e_s": 0.0, "g_s": 0.0}
     return LatencyProfile(
         name=name, gpu=gpu, model=model, gpu_mem_bytes=_GPU_MEM[gpu], weight_bytes=int(params * 2),
         kv_bytes_per_token=kv_bytes, floor_s=floor_ms / 1e3, a_s=a_ms / 1e3, b_s=b_ms / 1e3,
-        c_s=c_s, d_s=d_s, max_num_batched_tokens=max_len, source=source, max_model_len=max_len,
+        max_num_batched_tokens=max_len, source=source, max_model_len=max_len, **att,
     )
 
 
@@ -170,12 +199,12 @@ _V100_FLOOR_MS = 34.0 - 2000 * _V100_D_S * 1e3
 PROFILES: dict[str, LatencyProfile] = {
     p.name: p
     for p in (
-        _profile("v100", "llama2-7b", linear_ms=(_V100_FLOOR_MS, 0.0, 0.32), d_s=_V100_D_S,
+        _profile("v100", "llama2-7b", linear_ms=(_V100_FLOOR_MS, 0.0, 0.32), d_s=_V100_D_S, attention="roofline",
                  source="paper profiling (Jain et al. 2408.13510): 3.2e-4 s/prompt token, 34-37 ms decode"),
-        _profile("a100", "llama2-7b", source="Vidur a100_llama2_7b_mlp (TP1) + roofline attention"),
-        _profile("h100", "llama2-7b", source="Vidur h100_llama2_7b_mlp (TP1) + roofline attention"),
-        _profile("a100", "llama3-8b", source="Vidur a100_llama3_8b_mlp (TP1) + roofline attention"),
-        _profile("h100", "llama3-8b", source="LLMServingSim H100 Llama-3.1-8B TP1 + roofline attention"),
+        _profile("a100", "llama2-7b", source="Vidur a100_llama2_7b_mlp (TP1) + Vidur-measured attention"),
+        _profile("h100", "llama2-7b", source="Vidur h100_llama2_7b_mlp (TP1) + Vidur A100 attention x roofline ratios"),
+        _profile("a100", "llama3-8b", source="Vidur a100_llama3_8b_mlp (TP1) + Vidur A100 attention x KV-size ratio"),
+        _profile("h100", "llama3-8b", source="LLMServingSim H100 Llama-3.1-8B TP1 + Vidur A100 attention x roofline ratios"),
     )
 }
 

@@ -62,7 +62,7 @@ def prefill_impact(job: "Job", inst: "InstanceView", now: float, eps: float = EP
     if n == 0:
         return own
     kv = inst.decode_kv_tokens
-    stall = prof.iteration_time(n + p, p * p / 2.0, kv) - prof.iteration_time(n, 0.0, kv)
+    stall = prof.iteration_time(n + p, p * p / 2.0, kv, n, 1) - prof.iteration_time(n, 0.0, kv, n, 0)
     return own + (n * stall if stall > eps else 0.0)
 
 

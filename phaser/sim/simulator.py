@@ -65,6 +65,8 @@ class SimConfig:
     profile: str | None = "a100-llama3-8b"
     profiles: tuple[str, ...] | None = None
     chunked_prefill: bool = False
+    #: the engines' scheduling mode: mixed, vllm-v0, vllm-v1 (``phaser.engine.instance``)
+    scheduler: str = "mixed"
     max_num_batched_tokens: int | None = None
     max_num_seqs: int | None = None
     router_tick_s: float = 0.02
@@ -149,7 +151,8 @@ class ClusterSim:
         self.n = len(self.profiles)
         self.instances = [Instance(i, p, chunked_prefill=cfg.chunked_prefill,
                                    max_num_batched_tokens=cfg.max_num_batched_tokens,
-                                   max_num_seqs=cfg.max_num_seqs) for i, p in enumerate(self.profiles)]
+                                   max_num_seqs=cfg.max_num_seqs, scheduler=cfg.scheduler)
+                          for i, p in enumerate(self.profiles)]
         if view is None:
             from phaser.cluster.view import ClusterView
 

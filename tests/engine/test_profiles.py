@@ -45,11 +45,60 @@ def test_iteration_time_formula():
     big = p.iteration_time(4096, 0, 0)
     assert big == pytest.approx(p.a_s + p.b_s * 4096)
     assert p.iteration_time(4096, 1e6, 5000) == pytest.approx(big + p.c_s * 1e6 + p.d_s * 5000)
-    assert p.prefill_time(2000) == pytest.approx(p.iteration_time(2000, 2000 * 1000, 0))
-    assert p.decode_step_time(8, 4000) == pytest.approx(p.iteration_time(8, 0, 4000))
+    assert p.iteration_time(10, 0, 500, n_decode=10) == pytest.approx(p.floor_s + p.d_s * 500 + p.e_s * 10)
+    assert p.prefill_time(2000) == pytest.approx(p.iteration_time(2000, 2000 * 1000, 0, 0, 1))
+    assert p.prefill_time(2000) == pytest.approx(p.iteration_time(2000, 2000 * 1000, 0) + p.g_s)
+    assert p.decode_step_time(8, 4000) == pytest.approx(p.iteration_time(8, 0, 4000) + 8 * p.e_s)
     # attention is quadratic: doubling a long prompt more than doubles the attention part
-    att = lambda n: p.prefill_time(n) - max(p.floor_s, p.a_s + p.b_s * n)  # noqa: E731
+    att = lambda n: p.prefill_time(n) - max(p.floor_s, p.a_s + p.b_s * n) - p.g_s  # noqa: E731
     assert att(8000) == pytest.approx(4 * att(4000))
+
+
+def _held_out_mape(fit_rows, test_rows, kind):
+    from phaser.engine.attention import fit_attention, probes
+    from phaser.engine.fit import predict
+
+    dec_fit, pre_fit = fit_attention(fit_rows)
+    res = dec_fit if kind == "decode" else pre_fit
+    held = probes(test_rows)[0 if kind == "decode" else 1]
+    return sum(abs(predict(res.coef, q) / q.measured_s - 1) for q in held) / len(held)
+
+
+@pytest.mark.parametrize("kind", ["decode", "prefill"])
+def test_attention_fit_to_vidurs_measurements_holds_on_rows_it_did_not_see(kind):
+    """Rule: the vendored sample's rows of a kind in file order, even positions fitted,
+    odd positions held out; MAPE on the held-out rows <= 10 %."""
+    from phaser.engine.attention import read_sample
+
+    rows = [r for r in read_sample() if r[0] == kind]
+    assert len(rows) >= 9
+    assert _held_out_mape(rows[0::2], rows[1::2], kind) <= 0.10
+
+
+def test_the_a100_profile_carries_the_attention_fit_and_the_others_its_roofline_ratios():
+    from phaser.engine.attention import fit_attention, read_sample
+    from phaser.engine.profiles import _MEM_BW, _PEAK_FLOPS
+
+    dec, pre = fit_attention(read_sample())
+    a = get_profile("a100-llama2-7b")
+    for k, res in (("d_s", dec), ("e_s", dec), ("c_s", pre), ("g_s", pre)):
+        assert getattr(a, k) == pytest.approx(32 * res.coef[k], rel=1e-3), k
+    h = get_profile("h100-llama2-7b")
+    assert h.d_s == pytest.approx(a.d_s * _MEM_BW["a100"] / _MEM_BW["h100"])
+    assert h.c_s == pytest.approx(a.c_s * _PEAK_FLOPS["a100"] / _PEAK_FLOPS["h100"])
+    assert get_profile("a100-llama3-8b").d_s == pytest.approx(a.d_s / 4)  # GQA: a quarter of the KV bytes
+    v = get_profile("v100-llama2-7b")
+    assert v.e_s == 0 and v.g_s == 0  # the paper's own measurements stay
+
+
+def test_a_wrong_attention_model_fails_the_held_out_check():
+    """The check can fail: decode rows predicted with the old roofline d_s (no per-request term)."""
+    from phaser.engine.attention import probes, read_sample
+    from phaser.engine.fit import predict
+
+    held = probes([r for r in read_sample() if r[0] == "decode"])[0]
+    roofline = {"floor_s": 0, "a_s": 0, "b_s": 0, "c_s": 0, "d_s": 512 * 1024 / (2.039e12 * 0.6) / 32, "e_s": 0, "g_s": 0}
+    assert sum(abs(predict(roofline, q) / q.measured_s - 1) for q in held) / len(held) > 0.10
 
 
 def test_v100_matches_the_papers_profiling():

@@ -26,5 +26,5 @@ class FakeProfile:
     def decode_step_time(self, batch: int, kv_tokens: float) -> float:
         return self.step_s
 
-    def iteration_time(self, n_tokens, prefill_attn_work, decode_kv_tokens) -> float:
+    def iteration_time(self, n_tokens, prefill_attn_work, decode_kv_tokens, n_decode=0, n_chunks=0) -> float:
         return max(self.step_s, n_tokens * self.prefill_s_per_token)
