@@ -6,8 +6,8 @@ cache-aware policy (field-notes.md).
   router has outstanding there) — route to the shortest queue.
 * Otherwise: the instance with the longest prefix match wins if its match
   rate (matched ÷ the request's prefix blocks) exceeds ``cache_threshold``;
-  else the instance whose approximate tree is smallest (fewest prefix blocks
-  the router has placed there), to spread new prefixes.
+  else the instance whose approximate tree is smallest (``tree_tokens``), to
+  spread new prefixes.
 
 Defaults are the gateway's: cache_threshold 0.5, balance_abs_threshold 32,
 balance_rel_threshold 1.0001. The radix tree is approximated by the view's
@@ -22,6 +22,15 @@ from __future__ import annotations
 
 from phaser.policies._select import RotatingArg
 from phaser.policies.base import register
+
+
+def tree_tokens(inst) -> int:
+    """Approximate size of the gateway's tree for an instance: the prompt tokens of the
+    requests the router has outstanding there (their text is in the tree), plus the
+    512-token prefix blocks it placed there that are not among them. The gateway's
+    tree also keeps finished requests' text until LRU eviction; ours forgets a
+    request's prompt when it completes, so "smallest tree" leans towards least load."""
+    return int(inst._prompt_all) + 512 * len(inst._prefix)
 
 
 class SGLangCacheAware:
@@ -44,7 +53,7 @@ class SGLangCacheAware:
             best = max(hits)
             if best / len(job.prefix_ids) > self.cache_t:
                 return self._pick.argmin(loads, lambda k: hits[k] == best)
-        return self._pick.argmin([len(i._prefix) for i in insts])
+        return self._pick.argmin([tree_tokens(i) for i in insts])
 
 
 @register("sglang-cache-aware")
