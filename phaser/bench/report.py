@@ -18,7 +18,7 @@ def bench_table(agg: list[dict], title: str = "phaser bench (seconds)") -> Table
     delays = any(a.get("heartbeat_delay_s") is not None or a.get("completion_delay_s") is not None for a in agg)
     t = Table(title=title, show_lines=False, header_style="bold")
     for col in ("scenario", "rate", *(("hb delay", "compl. delay") if delays else ()), "policy", "E2E mean", "E2E p50", "E2E p90", "E2E p99", "TTFT mean",
-                "TTFT p50", "TTFT p90", "TTFT p99", "TBT mean", "TBT p99", "router wait", "preempt", "vs RR %"):
+                "TTFT p50", "TTFT p90", "TTFT p99", "TBT mean", "TBT p99", "router wait", "preempt", "rejected", "vs RR %"):
         t.add_column(col, justify="left" if col in ("scenario", "policy") else "right", no_wrap=True)
     def delay(v) -> str:
         return f"{v:g} s" if v is not None else "0 s"
@@ -31,7 +31,7 @@ def bench_table(agg: list[dict], title: str = "phaser bench (seconds)") -> Table
                   _fmt(a, "e2e_mean"), _fmt(a, "e2e_p50"), _fmt(a, "e2e_p90"), _fmt(a, "e2e_p99"),
                   _fmt(a, "ttft_mean"), _fmt(a, "ttft_p50"), _fmt(a, "ttft_p90"), _fmt(a, "ttft_p99"),
                   _fmt(a, "tbt_mean", 4), _fmt(a, "tbt_p99", 4), _fmt(a, "router_wait_mean"),
-                  _fmt(a, "preemptions", 1), "" if imp is None else f"{imp:+.2f}")
+                  _fmt(a, "preemptions", 1), _fmt(a, "rejected", 0), "" if imp is None else f"{imp:+.2f}")
     return t
 
 

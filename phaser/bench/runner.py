@@ -32,7 +32,7 @@ from phaser.policies import available, heuristics, is_learned, make_policy  # no
 
 #: metrics aggregated over repeats and shown in the table
 METRICS = ("e2e_mean", "e2e_p50", "e2e_p90", "e2e_p99", "ttft_mean", "ttft_p50", "ttft_p90", "ttft_p99",
-           "tbt_mean", "tbt_p99", "router_wait_mean", "preemptions")
+           "tbt_mean", "tbt_p99", "router_wait_mean", "preemptions", "rejected")
 ROW_FIELDS = ("scenario", "policy", "workload", "instances", "profile", "seed", "n_requests", "rate",
               *METRICS, "simulated_seconds", "wall_seconds")
 
@@ -67,7 +67,7 @@ def sim_config(sc: Scenario, heartbeat_delay_s: float | None = None, completion_
     from phaser.sim import SimConfig
 
     kw = dict(profiles=tuple([sc.profile] * sc.instances), chunked_prefill=sc.chunked_prefill,
-              max_num_batched_tokens=sc.max_num_batched_tokens)
+              max_num_batched_tokens=sc.max_num_batched_tokens, scheduler=sc.scheduler)
     if heartbeat_delay_s is not None:
         kw["heartbeat_delay_s"] = heartbeat_delay_s
     if completion_delay_s is not None:
@@ -75,6 +75,23 @@ def sim_config(sc: Scenario, heartbeat_delay_s: float | None = None, completion_
     cfg = SimConfig(**kw)
     cfg.validate()  # negative delays etc. are user errors, before any simulation
     return cfg
+
+
+def refused(sc: Scenario, reqs: list) -> tuple[int, str]:
+    """(how many of ``reqs`` the scenario's instances can never serve, one example reason):
+    longer than the model's context or than the whole KV cache. They become ``rejected``
+    records, counted in every row."""
+    from phaser.engine.instance import Instance
+    from phaser.engine.profiles import get_profile
+
+    inst = Instance(0, get_profile(sc.profile))
+    n, why = 0, ""
+    for r in reqs:
+        w = inst.refusal(r)
+        if w is not None:
+            n += 1
+            why = why or w
+    return n, why
 
 
 def mean_rate(reqs: list) -> float | None:
@@ -117,7 +134,7 @@ def run_one(sc: Scenario, policy_name: str, seed: int, *, rate: float | None = N
         "e2e_mean": s["e2e_mean"], "e2e_p50": s["e2e_p50"], "e2e_p90": s["e2e_p90"], "e2e_p99": s["e2e_p99"],
         "ttft_mean": s["ttft_mean"], "ttft_p50": _pct(ttft, 50), "ttft_p90": _pct(ttft, 90),
         "ttft_p99": s["ttft_p99"], "tbt_mean": s["tbt_mean"], "tbt_p99": s["tbt_p99"],
-        "router_wait_mean": s["router_wait_mean"], "preemptions": s["preemptions"],
+        "router_wait_mean": s["router_wait_mean"], "preemptions": s["preemptions"], "rejected": int(s.get("rejected", 0)),
         "simulated_seconds": s["simulated_seconds"], "wall_seconds": wall,
         "heartbeat_delay_s": heartbeat_delay_s, "completion_delay_s": completion_delay_s,
         "policy_version": getattr(policy, "version", 0), "predictor": predictor.name,
@@ -181,7 +198,8 @@ def aggregate(rows: list[dict]) -> list[dict]:
              "n_requests": rs[0]["n_requests"], "wall_seconds": sum(r["wall_seconds"] for r in rs),
              "simulated_seconds": sum(r["simulated_seconds"] for r in rs)}
         for m in METRICS:
-            a[m], a[f"{m}_ci95"] = mean_ci([float(r[m]) for r in rs])
+            # rows written before ``rejected`` was a column have none: they refused nothing they counted
+            a[m], a[f"{m}_ci95"] = mean_ci([float(r[m] if m in r or m != "rejected" else 0) for r in rs])
         out.append(a)
     def same_run(a: dict) -> tuple:
         return (a["scenario"], a["workload"], a["instances"], a["profile"], a["rate"], a["heartbeat_delay_s"],

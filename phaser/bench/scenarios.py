@@ -31,6 +31,8 @@ class Scenario:
     n_requests: int | None
     chunked_prefill: bool = False
     max_num_batched_tokens: int | None = None
+    #: the engines' scheduling mode (``phaser.engine.instance.SCHEDULERS``)
+    scheduler: str = "mixed"
 
     def with_(self, **kw) -> "Scenario":
         return replace(self, **{k: v for k, v in kw.items() if v is not None})

@@ -117,6 +117,9 @@ def register(app: typer.Typer) -> None:
         capacity_horizon: Optional[float] = typer.Option(
             None, "--capacity-horizon", envvar="PHASER_CAPACITY_HORIZON",
             help="Seconds of arrivals each capacity probe simulates (default: the scenario's requests / rate)."),
+        scheduler: Optional[str] = typer.Option(None, "--scheduler", envvar="PHASER_BENCH_SCHEDULER",
+                                                help="Engine scheduling mode: mixed (default), vllm-v0 (prefill-first, "
+                                                     "the paper's and Vidur's vLLM), vllm-v1 (chunked)."),
         slo_ttft_p99: float = typer.Option(2.0, "--slo-ttft-p99", envvar="PHASER_SLO_TTFT_P99",
                                            help="SLO: p99 TTFT in seconds (capacity search, plots)."),
         slo_tbt_p99: float = typer.Option(0.2, "--slo-tbt-p99", envvar="PHASER_SLO_TBT_P99",
@@ -148,6 +151,22 @@ def register(app: typer.Typer) -> None:
             from phaser.engine.profiles import get_profile
 
             get_profile(profile)  # fail early, with the list of names
+        if scheduler:
+            from phaser.engine.instance import SCHEDULERS
+
+            if scheduler not in SCHEDULERS:
+                raise PhaserError(f"unknown --scheduler {scheduler!r}; known: {', '.join(SCHEDULERS)}")
+            scs = [s.with_(scheduler=scheduler) for s in scs]
+        for s_ in scs:  # requests no instance can ever serve become rejected records; say so first
+            reqs_ = runner.load_requests(s_, seed)
+            n_bad, why = runner.refused(s_, reqs_)
+            if n_bad == len(reqs_):
+                raise PhaserError(f"no request of {s_.name} fits {s_.profile}: {why}")
+            if n_bad:
+                import sys
+
+                print(f"{s_.name}: {n_bad} of {len(reqs_)} requests exceed {s_.profile}'s context "
+                      f"or KV capacity and become rejected records (e.g. {why})", file=sys.stderr)
         pols = runner.resolve_policies(policies)
         common = _kv_options(policy_opt)
 
@@ -162,7 +181,7 @@ def register(app: typer.Typer) -> None:
         cd_delays = _delays(completion_delay, "--completion-delay")
         seeds = list(range(seed, seed + repeat))
         console = Console(stderr=True)
-        out = Console(width=max(200, Console().width))
+        out = Console(width=max(220, Console().width))
         if capacity:
             if len(hb_delays) > 1 or len(cd_delays) > 1:
                 raise PhaserError("--capacity takes one --heartbeat-delay / --completion-delay value, not a sweep")

@@ -116,3 +116,26 @@ def test_json_config_of_a_custom_run_names_its_real_cluster(tmp_path):
     assert sim["instances"] == 1 and sim["profile"] == "a100-llama2-7b"
     assert sim["profiles"] == ["a100-llama2-7b"]
     assert row["instances"] == 1 and row["profile"] == "a100-llama2-7b"
+
+
+def test_requests_no_instance_can_serve_are_announced_counted_and_an_all_refused_workload_is_an_error(tmp_path, capsys):
+    out = tmp_path / "rows.json"
+    trace = tmp_path / "t.csv"
+    trace.write_text("arrival_s,prompt_tokens,output_tokens\n0.0,100,20\n0.5,9000,300\n1.0,120,30\n")
+    assert main(["bench", "--workload", str(trace), "--instances", "1", "--profile", "a100-llama3-8b",
+                 "--policies", "round-robin", "--json", str(out)]) == 0
+    assert "1 of 3 requests exceed a100-llama3-8b" in capsys.readouterr().err
+    (row,) = json.loads(out.read_text())
+    assert row["rejected"] == 1 and row["n_requests"] == 2
+    trace.write_text("arrival_s,prompt_tokens,output_tokens\n0.0,9000,20\n")
+    assert main(["bench", "--workload", str(trace), "--instances", "1", "--profile", "a100-llama3-8b"]) == 2
+    assert "no request of" in capsys.readouterr().err
+
+
+def test_scheduler_modes_are_a_bench_option_and_prefill_first_pauses_decodes():
+    sc = Scenario("tiny", "paper-mix", 1, "a100-llama2-7b", 6.0, 300)
+    mixed, _ = run_one(sc, "round-robin", 0)
+    v0, _ = run_one(sc.with_(scheduler="vllm-v0"), "round-robin", 0)
+    assert v0["config"]["sim"]["scheduler"] == "vllm-v0"
+    assert v0["tbt_p99"] > mixed["tbt_p99"]  # a decode waits through whole prefill-only iterations
+    assert main(["bench", "--scenario", "paper-v100", "--scheduler", "vllm-v9"]) == 2
