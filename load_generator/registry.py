@@ -17,6 +17,8 @@ Named workloads:
 * ``paper-mix`` — synthetic (``synthetic/paper_mix.py``), tasks in the paper's
   dataset proportions; ``paper-mix-uniform`` — the same tasks at 20 % each.
 * ``azure-conv``, ``azure-code`` — the vendored Azure 2023 traces, replayed.
+* ``mooncake`` — the vendored Mooncake FAST'25 synthetic trace, replayed: long
+  prompts (mean 15k tokens) sharing prefixes (``prefix_ids``, 512-token blocks).
 * ``sharegpt``, ``arxiv-summarization`` — (prompt, decode) pairs drawn from the
   vendored length files, with synthetic arrivals.
 * ``uniform`` — prompt and output lengths drawn log-uniformly from the
@@ -64,6 +66,7 @@ DATA_DIR = Path(__file__).resolve().parent / "data"
 TRACE_FILES = {
     "azure-conv": "AzureLLMInferenceTrace_conv.csv",
     "azure-code": "AzureLLMInferenceTrace_code.csv",
+    "mooncake": "mooncake_synthetic_trace.jsonl",
 }
 LENGTH_FILES = {
     "sharegpt": "sarathi_sharegpt_8k_filtered_stats_llama2_tokenizer.csv",

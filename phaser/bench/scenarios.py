@@ -49,6 +49,8 @@ SCENARIOS: dict[str, Scenario] = {s.name: s for s in [
     Scenario("paper-8x", "paper-mix", 8, "v100-llama2-7b", 40.0, 4000),
     Scenario("azure-conv", "azure-conv", 8, "a100-llama3-8b", None, None),
     Scenario("azure-code", "azure-code", 8, "a100-llama3-8b", None, None),
+    # prompt-heavy, prefix-sharing traffic on a long-context model (prefix caching on, as always)
+    Scenario("prefix-heavy", "mooncake", 16, "a100-llama31-8b", None, None),
 ]}
 
 

@@ -78,6 +78,8 @@ _GPU_MEM = {"a100": 80 * GiB, "h100": 80 * GiB, "v100": 32 * GiB}
 _MODELS = {
     "llama2-7b": (32, 4096, 6.74e9, 2 * 32 * 4096 * 2, 4096),
     "llama3-8b": (32, 4096, 8.03e9, 2 * 32 * 8 * 128 * 2, 8192),
+    # Llama-3.1-8B: Llama-3-8B's architecture with a 128k context (RoPE scaling)
+    "llama31-8b": (32, 4096, 8.03e9, 2 * 32 * 8 * 128 * 2, 131072),
 }
 
 # Fitted token-wise coefficients (ms): floor, a, b per token. Fit = minimum-MAPE
@@ -89,6 +91,9 @@ _LINEAR_MS = {
     "a100-llama3-8b": (10.464, 5.838, 0.06632),  # Vidur A100 TP1, n = 1..32768, MAPE 2.6 %
     "h100-llama3-8b": (9.170, 4.796, 0.02366),  # LLMServingSim H100 TP1 Llama-3.1-8B, n = 1..2048, MAPE 2.9 %
 }
+# Llama-3.1-8B has Llama-3-8B's operators: the same token-wise coefficients
+_LINEAR_MS["a100-llama31-8b"] = _LINEAR_MS["a100-llama3-8b"]
+_LINEAR_MS["h100-llama31-8b"] = _LINEAR_MS["h100-llama3-8b"]
 
 
 @dataclass(frozen=True, slots=True)
@@ -205,6 +210,9 @@ PROFILES: dict[str, LatencyProfile] = {
         _profile("h100", "llama2-7b", source="Vidur h100_llama2_7b_mlp (TP1) + Vidur A100 attention x roofline ratios"),
         _profile("a100", "llama3-8b", source="Vidur a100_llama3_8b_mlp (TP1) + Vidur A100 attention x KV-size ratio"),
         _profile("h100", "llama3-8b", source="LLMServingSim H100 Llama-3.1-8B TP1 + Vidur A100 attention x roofline ratios"),
+        # long context (128k) for prompt-heavy traces (mooncake): Llama-3-8B's costs, Llama-3.1's context
+        _profile("a100", "llama31-8b", source="a100-llama3-8b's coefficients, 128k context (Llama-3.1-8B)"),
+        _profile("h100", "llama31-8b", source="h100-llama3-8b's coefficients, 128k context (Llama-3.1-8B)"),
     )
 }
 

@@ -29,8 +29,11 @@ def test_mape_would_catch_a_wrong_profile():
     assert linear_mape(wrong) > 0.10
 
 
-def test_all_five_profiles_and_contract_fields():
-    assert set(PROFILES) == {"v100-llama2-7b", *CALIBRATED}
+def test_all_profiles_and_contract_fields():
+    assert set(PROFILES) == {"v100-llama2-7b", *CALIBRATED, "a100-llama31-8b", "h100-llama31-8b"}
+    for gpu in ("a100", "h100"):  # the 128k-context model: Llama-3-8B's costs, its own context
+        long, short = get_profile(f"{gpu}-llama31-8b"), get_profile(f"{gpu}-llama3-8b")
+        assert long.max_model_len == 131072 and (long.floor_s, long.b_s, long.d_s) == (short.floor_s, short.b_s, short.d_s)
     for p in PROFILES.values():
         assert p.block_tokens == 16 and p.max_num_seqs == 256 and p.gpu_mem_util == 0.9
         assert p.kv_capacity_tokens == p.kv_blocks_total * 16
