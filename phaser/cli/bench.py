@@ -78,7 +78,7 @@ def register(app: typer.Typer) -> None:
         ctx: typer.Context,
         scenario: Optional[str] = typer.Option(None, "--scenario", envvar="PHASER_BENCH_SCENARIO",
                                                help="Built-in scenario(s), comma-separated: paper-v100, paper-a100, "
-                                                    "paper-a100-chunked, paper-8x, azure-conv, azure-code, prefix-heavy."),
+                                                    "paper-a100-chunked, paper-8x, paper-v100-16gb, azure-conv, azure-code, prefix-heavy."),
         workload: Optional[str] = typer.Option(None, "--workload", envvar="PHASER_BENCH_WORKLOAD",
                                                help="Workload name or file (instead of --scenario)."),
         instances: Optional[int] = typer.Option(None, "--instances", envvar="PHASER_BENCH_INSTANCES",

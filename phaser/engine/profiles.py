@@ -180,17 +180,22 @@ def _vidur_attention(gpu: str, model: str) -> dict:
 
 
 def _profile(gpu: str, model: str, linear_ms: tuple[float, float, float] | None = None,
-             d_s: float | None = None, source: str = "", attention: str = "vidur") -> LatencyProfile:
-    name = f"{gpu}-{model}"
+             d_s: float | None = None, source: str = "", attention: str = "vidur",
+             mem_gib: int | None = None) -> LatencyProfile:
+    """``mem_gib``: a smaller memory variant of the same chip (named ``gpu-<mem>gb-model``):
+    the same compute, a smaller KV cache."""
+    base_name = f"{gpu}-{model}"
+    name = base_name if mem_gib is None else f"{gpu}-{mem_gib}gb-{model}"
     layers, d_model, params, kv_bytes, max_len = _MODELS[model]
-    floor_ms, a_ms, b_ms = linear_ms if linear_ms is not None else _LINEAR_MS[name]
+    floor_ms, a_ms, b_ms = linear_ms if linear_ms is not None else _LINEAR_MS[base_name]
     if attention == "vidur":
         att = _vidur_attention(gpu, model)
     else:  # roofline (the V100 profile: the paper's own decode measurement in d_s)
         att = {"c_s": 4.0 * layers * d_model / (_PEAK_FLOPS[gpu] * ATTN_FLOP_EFFICIENCY),
                "d_s": d_s if d_s is not None else kv_bytes / (_MEM_BW[gpu] * KV_READ_EFFICIENCY), "e_s": 0.0, "g_s": 0.0}
     return LatencyProfile(
-        name=name, gpu=gpu, model=model, gpu_mem_bytes=_GPU_MEM[gpu], weight_bytes=int(params * 2),
+        name=name, gpu=gpu, model=model, gpu_mem_bytes=_GPU_MEM[gpu] if mem_gib is None else mem_gib * GiB,
+        weight_bytes=int(params * 2),
         kv_bytes_per_token=kv_bytes, floor_s=floor_ms / 1e3, a_s=a_ms / 1e3, b_s=b_ms / 1e3,
         max_num_batched_tokens=max_len, source=source, max_model_len=max_len, **att,
     )
@@ -210,6 +215,12 @@ PROFILES: dict[str, LatencyProfile] = {
         _profile("h100", "llama2-7b", source="Vidur h100_llama2_7b_mlp (TP1) + Vidur A100 attention x roofline ratios"),
         _profile("a100", "llama3-8b", source="Vidur a100_llama3_8b_mlp (TP1) + Vidur A100 attention x KV-size ratio"),
         _profile("h100", "llama3-8b", source="LLMServingSim H100 Llama-3.1-8B TP1 + Vidur A100 attention x roofline ratios"),
+        # KV-scarce memory variants of the same chips (vLLM sizing: memory x 0.9 - weights):
+        # V100-16GB holds 3,776 Llama-2-7B KV tokens (the 32 GB part 33,264), A100-40GB 48,016
+        _profile("v100", "llama2-7b", linear_ms=(_V100_FLOOR_MS, 0.0, 0.32), d_s=_V100_D_S, attention="roofline",
+                 mem_gib=16, source="v100-llama2-7b's costs on the 16 GB V100 (the most common cloud V100)"),
+        _profile("a100", "llama2-7b", mem_gib=40, source="a100-llama2-7b's costs on the 40 GB A100"),
+        _profile("a100", "llama3-8b", mem_gib=40, source="a100-llama3-8b's costs on the 40 GB A100"),
         # long context (128k) for prompt-heavy traces (mooncake): Llama-3-8B's costs, Llama-3.1's context
         _profile("a100", "llama31-8b", source="a100-llama3-8b's coefficients, 128k context (Llama-3.1-8B)"),
         _profile("h100", "llama31-8b", source="h100-llama3-8b's coefficients, 128k context (Llama-3.1-8B)"),

@@ -63,7 +63,7 @@ def test_policy_resolution_and_scenarios():
     with pytest.raises(PhaserError, match="unknown policy"):
         resolve_policies("nope")
     assert set(SCENARIOS) == {"paper-v100", "paper-a100", "paper-a100-chunked", "paper-8x", "azure-conv", "azure-code",
-                              "prefix-heavy"}
+                              "prefix-heavy", "paper-v100-16gb"}
     s = get_scenario("paper-a100-chunked")
     assert (s.instances, s.profile, s.rate, s.n_requests, s.chunked_prefill, s.max_num_batched_tokens) == \
         (4, "a100-llama3-8b", 80.0, 2000, True, 1024)

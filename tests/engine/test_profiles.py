@@ -30,7 +30,11 @@ def test_mape_would_catch_a_wrong_profile():
 
 
 def test_all_profiles_and_contract_fields():
-    assert set(PROFILES) == {"v100-llama2-7b", *CALIBRATED, "a100-llama31-8b", "h100-llama31-8b"}
+    assert set(PROFILES) == {"v100-llama2-7b", *CALIBRATED, "a100-llama31-8b", "h100-llama31-8b",
+                             "v100-16gb-llama2-7b", "a100-40gb-llama2-7b", "a100-40gb-llama3-8b"}
+    small, big = get_profile("v100-16gb-llama2-7b"), get_profile("v100-llama2-7b")
+    assert small.kv_capacity_tokens == pytest.approx(3790, abs=20) and big.kv_capacity_tokens > 7 * small.kv_capacity_tokens
+    assert (small.floor_s, small.b_s, small.d_s) == (big.floor_s, big.b_s, big.d_s)  # same chip, less memory
     for gpu in ("a100", "h100"):  # the 128k-context model: Llama-3-8B's costs, its own context
         long, short = get_profile(f"{gpu}-llama31-8b"), get_profile(f"{gpu}-llama3-8b")
         assert long.max_model_len == 131072 and (long.floor_s, long.b_s, long.d_s) == (short.floor_s, short.b_s, short.d_s)
@@ -38,7 +42,7 @@ def test_all_profiles_and_contract_fields():
         assert p.block_tokens == 16 and p.max_num_seqs == 256 and p.gpu_mem_util == 0.9
         assert p.kv_capacity_tokens == p.kv_blocks_total * 16
         expect = int((p.gpu_mem_bytes * 0.9 - p.weight_bytes) // (p.kv_bytes_per_token * 16))
-        assert p.kv_blocks_total == expect > 1000
+        assert p.kv_blocks_total == expect > 200
         assert p.c_s > 0 and p.d_s > 0 and p.floor_s > 0
 
 
