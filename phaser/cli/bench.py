@@ -72,6 +72,7 @@ def register(app: typer.Typer) -> None:
     app.add_typer(bench_app, name="bench")
     _register_engine_fidelity(bench_app)
     _register_vidur_compare(bench_app)
+    _register_leaderboard(bench_app)
 
     @bench_app.callback(invoke_without_command=True)
     def bench(
@@ -416,3 +417,48 @@ def _register_engine_fidelity(bench_app: typer.Typer) -> None:
         typer.echo(json.dumps(res, indent=1))
         if json_path is not None:
             json_path.write_text(json.dumps(res, indent=1))
+
+
+def _register_leaderboard(bench_app: typer.Typer) -> None:
+    @bench_app.command("leaderboard")
+    def leaderboard(
+        families: Optional[str] = typer.Option(None, "--families", help="Comma-separated families (default: all): "
+                                               "paper, kv-starved, bursty-long-prompt, conversation, prefix-heavy."),
+        policies: Optional[str] = typer.Option(None, "--policies", help="Comma-separated policies (default: ours, the "
+                                               "production routers' and rl-guided)."),
+        quick: bool = typer.Option(False, "--quick", help="2 load points (80, 110 %), 2 seeds, 300 requests per synthetic "
+                                   "point, no lookahead unless --lookahead: for CI."),
+        lookahead: Optional[bool] = typer.Option(None, "--lookahead/--no-lookahead",
+                                                 help="Run (or read from the cache) the clairvoyant lookahead per family "
+                                                      "and load for the capture ratio (default: on, off with --quick)."),
+        seeds: int = typer.Option(0, "--seeds", min=0, help="Seeds per point (0: 3, or 2 with --quick)."),
+        requests: int = typer.Option(0, "--requests", min=0, help="Requests per synthetic point (0: 1000, 300 with --quick)."),
+        slo_ttft_p99: float = typer.Option(2.0, "--slo-ttft-p99", help="SLO: p99 TTFT (s)."),
+        slo_tbt_p99: float = typer.Option(0.2, "--slo-tbt-p99", help="SLO: p99 time between tokens (s)."),
+        out: Path = typer.Option(Path("leaderboard"), "--out", help="Folder for leaderboard.md, leaderboard.json and a PNG per family."),
+    ):
+        """Every policy x every scenario family x load point (fractions of round robin's capacity at the SLO):
+        mean/p99 E2E, TTFT/TBT p99, goodput, paired gain over round robin with its CI, rejected requests and
+        the capture ratio of the clairvoyant lookahead's gain."""
+        import sys
+        import time
+
+        from phaser.bench import leaderboard as lb
+        from phaser.bench import runner
+
+        fams = lb.get_families(families)
+        pols = runner.resolve_policies(policies) if policies else list(lb.DEFAULT_POLICIES)
+        t0 = time.monotonic()
+        board = lb.run_board(fams, pols, loads=lb.QUICK_LOADS if quick else lb.LOADS, seeds=seeds or (2 if quick else 3),
+                             n=requests or (300 if quick else 1000), slo_ttft=slo_ttft_p99, slo_tbt=slo_tbt_p99,
+                             with_lookahead=(not quick) if lookahead is None else lookahead,
+                             progress=lambda m: print(m, file=sys.stderr, flush=True))
+        board["wall_s"] = round(time.monotonic() - t0, 1)
+        out.mkdir(parents=True, exist_ok=True)
+        md = lb.markdown(board)
+        (out / "leaderboard.md").write_text(md)
+        (out / "leaderboard.json").write_text(json.dumps(board, indent=1))
+        pngs = lb.plots(board, out)
+        typer.echo(md)
+        typer.echo(f"wrote {out / 'leaderboard.md'}, {out / 'leaderboard.json'} and {len(pngs)} PNG(s) in {board['wall_s']:.0f} s",
+                   err=True)
