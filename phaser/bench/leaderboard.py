@@ -20,7 +20,8 @@ for are stated):
   with its own p99 TTFT SLO of 60 s: a 100k-token prompt alone takes about
   30 s to prefill, so no router meets 2 s there.
 
-Not yet: a heterogeneous family (mixed profiles in one cluster).
+* ``heterogeneous`` — azure-conv on a mixed cluster, 4 × A100 + 4 × H100
+  (Llama-3-8B): two GPU generations behind one router.
 
 **Requests are the benchmark's own**, never a learned router's training
 data: synthetic families use workload seeds ``SEED_BASE + i`` (training uses
@@ -86,6 +87,9 @@ FAMILIES: dict[str, Family] = {f.name: f for f in (
            trace=True, note="azure-code test windows, 8 x A100-80GB Llama-3-8B"),
     Family("conversation", Scenario("conversation", "azure-conv", 8, "a100-llama3-8b", None, None),
            trace=True, note="azure-conv test windows, 8 x A100-80GB Llama-3-8B"),
+    Family("heterogeneous", Scenario("heterogeneous", "azure-conv", 8, "a100-llama3-8b", None, None,
+                                     profiles=("a100-llama3-8b",) * 4 + ("h100-llama3-8b",) * 4),
+           trace=True, note="azure-conv test windows, 4 x A100-80GB + 4 x H100 Llama-3-8B"),
     Family("prefix-heavy", Scenario("prefix-heavy", "mooncake", 16, "a100-llama31-8b", None, None),
            trace=True, note="Mooncake test windows, 16 x A100-80GB Llama-3.1-8B (128k), prefix caching, TTFT SLO 60 s",
            slo_ttft=60.0),
@@ -156,7 +160,8 @@ def lookahead_gain(fam: Family, reqs: list, rate: float, seed: int, horizon_s: f
     from phaser.predictor import CrossFitted
 
     sc = fam.scenario
-    key = json.dumps({"family": asdict(sc), "profile": profile_to_dict(get_profile(sc.profile)), "rate": rate,
+    key = json.dumps({"family": asdict(sc), "profiles": [profile_to_dict(get_profile(p)) for p in sc.profile_names()],
+                      "rate": rate,
                       "seed": seed, "n": len(reqs), "base": base, "horizon_s": horizon_s,
                       "reqs": hashlib.sha256(json.dumps([(r.id, r.arrival_s, r.prompt_tokens, r.output_tokens)
                                                           for r in reqs]).encode()).hexdigest()}, sort_keys=True)

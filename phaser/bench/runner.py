@@ -66,7 +66,7 @@ def load_requests(sc: Scenario, seed: int, rate: float | None = None) -> list:
 def sim_config(sc: Scenario, heartbeat_delay_s: float | None = None, completion_delay_s: float | None = None):
     from phaser.sim import SimConfig
 
-    kw = dict(profiles=tuple([sc.profile] * sc.instances), chunked_prefill=sc.chunked_prefill,
+    kw = dict(profiles=sc.profile_names(), chunked_prefill=sc.chunked_prefill,
               max_num_batched_tokens=sc.max_num_batched_tokens, scheduler=sc.scheduler)
     if heartbeat_delay_s is not None:
         kw["heartbeat_delay_s"] = heartbeat_delay_s
@@ -84,13 +84,13 @@ def refused(sc: Scenario, reqs: list) -> tuple[int, str]:
     from phaser.engine.instance import Instance
     from phaser.engine.profiles import get_profile
 
-    inst = Instance(0, get_profile(sc.profile))
+    insts = [Instance(0, get_profile(p)) for p in dict.fromkeys(sc.profile_names())]
     n, why = 0, ""
     for r in reqs:
-        w = inst.refusal(r)
-        if w is not None:
+        ws = [i.refusal(r) for i in insts]
+        if all(w is not None for w in ws):  # no instance of the cluster can serve it
             n += 1
-            why = why or w
+            why = why or ws[0]
     return n, why
 
 

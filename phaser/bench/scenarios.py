@@ -33,6 +33,16 @@ class Scenario:
     max_num_batched_tokens: int | None = None
     #: the engines' scheduling mode (``phaser.engine.instance.SCHEDULERS``)
     scheduler: str = "mixed"
+    #: a heterogeneous cluster: one profile name per instance (``profile`` is then the first,
+    #: ``instances`` their count)
+    profiles: tuple[str, ...] | None = None
+
+    def profile_names(self) -> tuple[str, ...]:
+        if self.profiles:
+            if len(self.profiles) != self.instances:
+                raise PhaserError(f"scenario {self.name}: {len(self.profiles)} profiles for {self.instances} instances")
+            return tuple(self.profiles)
+        return tuple([self.profile] * self.instances)
 
     def with_(self, **kw) -> "Scenario":
         return replace(self, **{k: v for k, v in kw.items() if v is not None})

@@ -423,7 +423,7 @@ def _register_leaderboard(bench_app: typer.Typer) -> None:
     @bench_app.command("leaderboard")
     def leaderboard(
         families: Optional[str] = typer.Option(None, "--families", help="Comma-separated families (default: all): "
-                                               "paper, kv-starved, bursty-long-prompt, conversation, prefix-heavy."),
+                                               "paper, kv-starved, bursty-long-prompt, conversation, heterogeneous, prefix-heavy."),
         policies: Optional[str] = typer.Option(None, "--policies", help="Comma-separated policies (default: ours, the "
                                                "production routers' and rl-guided)."),
         quick: bool = typer.Option(False, "--quick", help="2 load points (80, 110 %), 2 seeds, 300 requests per synthetic "

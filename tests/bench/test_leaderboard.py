@@ -60,3 +60,19 @@ def test_a_small_board_end_to_end(tmp_path, monkeypatch):
     assert "| 80 % (" in md and "least-requests" in md
     assert [x.name for x in lb.plots(board, tmp_path)] == ["leaderboard-tiny.png"]
     json.dumps(board)
+
+
+def test_the_heterogeneous_family_runs_two_gpu_generations_behind_one_router():
+    from phaser.bench import runner
+
+    fam = lb.FAMILIES["heterogeneous"]
+    names = fam.scenario.profile_names()
+    assert names.count("a100-llama3-8b") == 4 and names.count("h100-llama3-8b") == 4
+    cfg = runner.sim_config(fam.scenario)
+    assert cfg.profiles == names
+    reqs = lb.family_requests(fam, 0, None, 0)[:200]
+    rr, _ = runner.run_one(fam.scenario, "round-robin", 0, requests=reqs)
+    wa, _ = runner.run_one(fam.scenario, "workload-aware", 0, requests=reqs)
+    assert rr["n_requests"] == wa["n_requests"] == 200 - rr["rejected"]
+    with pytest.raises(PhaserError, match="3 profiles for 2 instances"):
+        lb.Scenario("bad", "paper-mix", 2, "a100-llama3-8b", 1.0, 10, profiles=("a",) * 3).profile_names()
