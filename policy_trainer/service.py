@@ -198,8 +198,11 @@ def build_core(store_dir: str, n_instances: int, checkpoint: str | None, seed: i
 
 async def run_trainer(bootstrap: str, core: TrainerCore, clock, n_instances: int, topics=None,
                       stop: asyncio.Event | None = None, report_every_s: float = 10.0,
-                      on_report=None) -> TrainerCore:
-    """The Kafka loop; runs until ``stop`` is set."""
+                      on_report=None, metrics=None) -> TrainerCore:
+    """The Kafka loop; runs until ``stop`` is set. ``metrics``: a ``services.metrics.Metrics``."""
+    from services.metrics import ConsumerStats, Metrics
+    from services.metrics.trainer import trainer_metrics
+
     from aiokafka import TopicPartition
 
     from services.kafka import STOP_FLUSH_S, Publisher, Topics, bounded, commit, ensure_topics, fetch, open_producer, start_consumer, stop_consumer
@@ -209,9 +212,14 @@ async def run_trainer(bootstrap: str, core: TrainerCore, clock, n_instances: int
     await ensure_topics(bootstrap, n_instances, topics)
     producer, idempotent = await open_producer(bootstrap, client_id="phaser-trainer")
     pub = Publisher(producer, topics, source="trainer", clock_now=clock.now, idempotent=idempotent)
+    metrics = metrics or Metrics("trainer")
+    trainer_metrics(metrics, core)
+    pub.metrics = metrics
     parts = [(topics.name("assignments"), p) for p in range(n_instances)]
     parts += [(topics.name("completions"), 0), (topics.name("instance-status"), 0)]
     consumer = await start_consumer(bootstrap, parts, group_id=topics.prefix + "phaser-trainer", client_id="phaser-trainer")
+    stats = ConsumerStats(metrics, "phaser-trainer", topics, consumer)
+    await stats.started()
     tps = [TopicPartition(t, p) for t, p in parts]
     positions: dict = {}
     newest_ts_ms = 0
@@ -219,7 +227,7 @@ async def run_trainer(bootstrap: str, core: TrainerCore, clock, n_instances: int
     t0, ev0 = time.monotonic(), 0
     try:
         while not stop.is_set():
-            msgs, pos = await fetch(consumer, pub, 0.1)
+            msgs, pos = await fetch(consumer, pub, 0.1, stats)
             now = clock.now()
             for m in msgs:
                 try:
@@ -235,7 +243,9 @@ async def run_trainer(bootstrap: str, core: TrainerCore, clock, n_instances: int
                 await pub.send("policy-updates", upd)
             mono = time.monotonic()
             if positions and mono >= next_commit:
-                await commit(consumer, core.commit_positions(positions))
+                cp = core.commit_positions(positions)
+                if await commit(consumer, cp):
+                    stats.on_commit(cp)
                 next_commit = mono + 1.0
             if mono >= next_report:
                 lag = sum(max(0, (consumer.highwater(tp) or 0) - positions.get(tp, 0)) for tp in tps)
@@ -260,7 +270,8 @@ async def run_trainer(bootstrap: str, core: TrainerCore, clock, n_instances: int
 
 
 def main(bootstrap: str, store: str, n_instances: int, checkpoint: str | None, seed: int, time_scale: float,
-         topics, publish_every_updates: int, publish_every_s: float, freeze: bool, settle_s: float) -> None:
+         topics, publish_every_updates: int, publish_every_s: float, freeze: bool, settle_s: float,
+         metrics_port: int | None = None) -> None:
     from services.clock import StackClock
     from services.lifecycle import install_stop_signals
 
@@ -271,10 +282,15 @@ def main(bootstrap: str, store: str, n_instances: int, checkpoint: str | None, s
     core = build_core(store, n_instances, checkpoint, seed, publish_every_updates=publish_every_updates,
                       publish_every_s=publish_every_s, freeze=freeze, settle_s=settle_s)
 
+    from services.metrics import Metrics
+
+    metrics = Metrics("trainer")
+    metrics.serve(metrics_port)
+
     async def _run():
         stop = asyncio.Event()
         install_stop_signals(stop)
-        await run_trainer(bootstrap, core, clock, n_instances, topics, stop)
+        await run_trainer(bootstrap, core, clock, n_instances, topics, stop, metrics=metrics)
 
     asyncio.run(_run())
     st = core.stats()

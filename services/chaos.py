@@ -222,6 +222,7 @@ class FaultHook:
             "reroute_s": _r(self.first_rerouted - self.fired_at if self.first_rerouted is not None else None),
             "rerouted": sum(1 for c in summary.get("_completions", ()) if c.epoch > 0),
             "e2e_mean_s": _r(summary.get("e2e_mean")),
+            "lost_ids": summary.get("lost_ids", []),
         }
 
 

@@ -349,10 +349,11 @@ class Committer:
     GONE_AFTER = 5
 
     def __init__(self, consumer: AIOKafkaConsumer, publisher: "Publisher", every_s: float, wall=None,
-                 lost_s: float | None = None):
+                 lost_s: float | None = None, stats=None):
         import time
 
         self.consumer, self.publisher, self.every_s = consumer, publisher, every_s
+        self.stats = stats  # services.metrics.ConsumerStats: told of every successful commit
         self._wall = wall or time.monotonic
         self._next = self._wall() + every_s
         self._task: asyncio.Task | None = None
@@ -391,6 +392,8 @@ class Committer:
         ok = await commit(self.consumer, pos)
         if ok:
             self._last_ok, self._gone = self._wall(), 0
+            if self.stats is not None:
+                self.stats.on_commit(pos)
         else:
             self.failures += 1
             self._gone = self._gone + 1 if ok is None else 0
@@ -403,7 +406,8 @@ class Committer:
                 await asyncio.gather(self._task, return_exceptions=True)
             pos = positions()
             await self.publisher.flush()
-            await commit(self.consumer, pos)
+            if await commit(self.consumer, pos) and self.stats is not None:
+                self.stats.on_commit(pos)
 
         await bounded(_close(), STOP_FLUSH_S, "the last flush and commit")
 
@@ -442,6 +446,7 @@ class Publisher:
         self.refused = 0
         self.sent = 0
         self.retried = 0
+        self.metrics = None  # services.metrics.Metrics: records sent and dead letters by kind
 
     async def send(self, base_topic: str, msg: Message, partition: int | None = None, key: bytes | None = None) -> None:
         await self.send_raw(base_topic, protos.encode(msg), partition=partition, key=key)
@@ -463,6 +468,8 @@ class Publisher:
         self._pending.add(fut)
         fut.add_done_callback(lambda f, t=topic, d=data, p=partition, k=key: self._done(f, t, d, p, k))
         self.sent += 1
+        if self.metrics is not None:
+            self.metrics.records_sent.labels(base_topic).inc()
 
     def _done(self, fut: asyncio.Future, topic: str, data: bytes, partition: int | None, key: bytes | None) -> None:
         self._pending.discard(fut)
@@ -502,6 +509,8 @@ class Publisher:
 
     def _refuse(self, topic: str, data: bytes, partition: int | None, reason: str) -> None:
         self.refused += 1
+        if self.metrics is not None:
+            self.metrics.dead_letters.labels(self.topics.base(topic), "refused").inc()
         if self.topics.base(topic) == DEAD_LETTERS:
             print(f"error: a dead letter was refused too ({reason}); dropped", file=sys.stderr)
             return
@@ -509,7 +518,11 @@ class Publisher:
                                 source=self.source, now_s=max(0.0, self._now()))
         self._spawn(self.send(DEAD_LETTERS, dl))
 
-    async def dead_letter(self, base_topic: str, data: bytes | None, reason: str, partition: int = -1, offset: int = -1) -> None:
+    async def dead_letter(self, base_topic: str, data: bytes | None, reason: str, partition: int = -1, offset: int = -1,
+                          kind: str = "unprocessable") -> None:
+        """Dead-letter an incoming record: ``kind`` ``invalid`` (it did not decode) or ``unprocessable``."""
+        if self.metrics is not None:
+            self.metrics.dead_letters.labels(base_topic, kind).inc()
         dl = protos.dead_letter(base_topic, data, reason, partition=partition, offset=offset,
                                 source=self.source, now_s=max(0.0, self._now()))
         await self.send(DEAD_LETTERS, dl)
@@ -534,10 +547,12 @@ class Received:
     timestamp_ms: int
 
 
-async def fetch(consumer: AIOKafkaConsumer, publisher: Publisher, timeout_s: float) -> tuple[list[Received], dict[TopicPartition, int]]:
+async def fetch(consumer: AIOKafkaConsumer, publisher: Publisher, timeout_s: float, stats=None
+                ) -> tuple[list[Received], dict[TopicPartition, int]]:
     """Poll once (waiting at most ``timeout_s``), decode every record, dead-letter
     the invalid ones. Returns the valid messages in log order per partition and
-    the next offset per partition (to commit once they are handled)."""
+    the next offset per partition (to commit once they are handled).
+    ``stats``: a ``services.metrics.ConsumerStats`` counting records and lag."""
     batches = await consumer.getmany(timeout_ms=int(max(0.0, min(timeout_s, MAX_POLL_S)) * 1000))
     out: list[Received] = []
     positions: dict[TopicPartition, int] = {}
@@ -548,9 +563,14 @@ async def fetch(consumer: AIOKafkaConsumer, publisher: Publisher, timeout_s: flo
             try:
                 msg = protos.decode(base, r.value)
             except protos.DecodeError as e:
-                await publisher.dead_letter(base, r.value, e.reason, partition=r.partition, offset=r.offset)
+                await publisher.dead_letter(base, r.value, e.reason, partition=r.partition, offset=r.offset,
+                                            kind="invalid")
                 continue
             out.append(Received(base, r.partition, r.offset, msg, r.timestamp))
         if records:
             positions[tp] = records[-1].offset + 1
+            if stats is not None:
+                stats.on_fetch(tp, len(records), positions[tp])
+    if stats is not None:
+        stats.refresh()
     return out, positions

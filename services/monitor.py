@@ -161,8 +161,14 @@ async def _committed(bootstrap: str, topics: Topics, tps: list[TopicPartition], 
 
 
 async def run_monitor(bootstrap: str, topics: Topics = Topics(), interval: float = 2.0, duration: float | None = None,
-                      once: bool = False, out=None, stop: asyncio.Event | None = None) -> Snapshot:
+                      once: bool = False, out=None, stop: asyncio.Event | None = None, metrics=None) -> Snapshot:
+    """``metrics``: a ``services.metrics.Metrics`` the snapshots are exported to."""
     out = out or sys.stdout
+    exported = None
+    if metrics is not None:
+        from services.metrics.monitor import MonitorMetrics
+
+        exported = MonitorMetrics(metrics)
     stop = stop or asyncio.Event()
     core = MonitorCore()
     tps = []
@@ -193,6 +199,8 @@ async def run_monitor(bootstrap: str, topics: Topics = Topics(), interval: float
                 if (once and not batches) or (not once and time.monotonic() >= deadline) or stop.is_set():
                     break
             snap = core.snapshot(time.time(), await _committed(bootstrap, topics, tp_objs, group_consumers))
+            if exported is not None:
+                exported.snap = snap
             if live is not None:
                 live.update(render_table(snap))
             else:

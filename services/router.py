@@ -111,6 +111,7 @@ class RouterCore:
     diverted: int = 0   # decisions moved off a down instance
     failed: int = 0     # requests ended with status error
     stale_answers: int = 0  # completions of a copy that had been re-routed
+    waits: int = 0  # times the head of the queue was held back (policy wait, no live instance)
     _outbox: list = field(default_factory=list)  # fence notices and error completions to publish
     _divert: RotatingArg = field(default_factory=RotatingArg)
     _retry_at: float = -math.inf
@@ -255,6 +256,7 @@ class RouterCore:
                     action = i
             if i is None:
                 self._retry_at = now + self.tick_s
+                self.waits += 1
                 break
             self.queue.popleft()
             self.view.on_assign(job, i, now)
@@ -318,17 +320,29 @@ def build_core(policy_name: str, n_instances: int, profiles: list[str], seed: in
 
 
 async def run_router(bootstrap: str, core: RouterCore, clock: StackClock, topics: Topics = Topics(),
-                     stop: asyncio.Event | None = None, ready: asyncio.Event | None = None) -> RouterCore:
-    """The Kafka loop; runs until ``stop`` is set (``ready`` is set once it is serving)."""
+                     stop: asyncio.Event | None = None, ready: asyncio.Event | None = None,
+                     metrics=None) -> RouterCore:
+    """The Kafka loop; runs until ``stop`` is set (``ready`` is set once it is serving).
+    ``metrics``: a ``services.metrics.Metrics`` to export to (``services.metrics.router``)."""
+    import time
+
+    from services.metrics import ConsumerStats, Metrics
+    from services.metrics.router import RouterMetrics
+
     stop = stop or asyncio.Event()
+    metrics = metrics or Metrics("router")
+    rm = RouterMetrics(metrics, core, clock)
     n = len(core.view.instances)
     await ensure_topics(bootstrap, n, topics)
     producer, idempotent = await open_producer(bootstrap, client_id="phaser-router")
     pub = Publisher(producer, topics, source="router", clock_now=clock.now, idempotent=idempotent)
+    pub.metrics = metrics
     inputs = ("requests", "completions", "instance-status") + (("policy-updates",) if core.swap is not None else ())
     consumer = await start_consumer(
         bootstrap, [(topics.name(t), 0) for t in inputs],
         group_id=topics.prefix + "phaser-router", client_id="phaser-router")
+    stats = ConsumerStats(metrics, "phaser-router", topics, consumer)
+    await stats.started()
     req_topic = topics.name("requests")
     for rid in await recent_assignment_ids(bootstrap, topics, n):  # a restarted router must not route them again
         core.mark_routed(rid)
@@ -339,7 +353,7 @@ async def run_router(bootstrap: str, core: RouterCore, clock: StackClock, topics
     mark_ready("router")
     if ready is not None:
         ready.set()
-    committer = Committer(consumer, pub, COMMIT_EVERY_S)
+    committer = Committer(consumer, pub, COMMIT_EVERY_S, stats=stats)
 
     def positions():
         return {tp: (core.requests_commit(o) if tp.topic == req_topic else o) for tp, o in seen.items()}
@@ -349,7 +363,7 @@ async def run_router(bootstrap: str, core: RouterCore, clock: StackClock, topics
             wait = min(clock.wall_until(core.next_wake()), COMMIT_EVERY_S)
             if core.swap is not None and core.swap.loading:
                 wait = min(wait, SWAP_POLL_S)  # install a loaded version promptly even when idle
-            msgs, fetched = await fetch(consumer, pub, wait)
+            msgs, fetched = await fetch(consumer, pub, wait, stats)
             now = clock.now()
             for m in msgs:
                 try:
@@ -367,9 +381,13 @@ async def run_router(bootstrap: str, core: RouterCore, clock: StackClock, topics
                                           m.partition, m.offset)
             if core.swap is not None:
                 for ev in core.swap.poll(now):
+                    rm.policy_events.labels(ev.kind).inc()
                     await pub.send("policy-updates", ev)
             core.check_health(now)
-            for a in core.decide(now):
+            t_dec = time.perf_counter()
+            decided = core.decide(now)
+            rm.on_decisions(decided, time.perf_counter() - t_dec)
+            for a in decided:
                 await pub.send("assignments", a, partition=a.instance, key=a.request.id.encode())
             for topic, msg in core.take_outbox():  # fence notices, error completions
                 if topic == "assignments":
@@ -406,7 +424,7 @@ async def recent_assignment_ids(bootstrap: str, topics: Topics, n_partitions: in
 
 def main(bootstrap: str, policy: str, n_instances: int, profiles: list[str], time_scale: float, seed: int,
          predictor: str, topics: Topics, swap: dict | None = None, policy_options: dict | None = None,
-         heartbeat_s: float = 0.5, down_after_wall_s: float = DOWN_FLOOR_WALL_S) -> None:
+         heartbeat_s: float = 0.5, down_after_wall_s: float = DOWN_FLOOR_WALL_S, metrics_port: int | None = None) -> None:
     """``swap``: keyword options of ``services.policy_swap.attach`` (store, checkpoint, canary...) or None.
     ``down_after_wall_s``: failover's wall-clock floor (``phaser.cluster.health``); 0 turns failover off."""
     from services.lifecycle import install_stop_signals
@@ -419,11 +437,15 @@ def main(bootstrap: str, policy: str, n_instances: int, profiles: list[str], tim
 
         attach(core, seed=seed, **swap)
     clock = StackClock(time_scale)
+    from services.metrics import Metrics
+
+    metrics = Metrics("router")
+    metrics.serve(metrics_port)
 
     async def _run():
         stop = asyncio.Event()
         install_stop_signals(stop)
-        await run_router(bootstrap, core, clock, topics, stop)
+        await run_router(bootstrap, core, clock, topics, stop, metrics=metrics)
 
     asyncio.run(_run())
     print(f"router: {core.routed} routed, {len(core.queue)} queued at exit, {core.duplicates} duplicate ids ignored",

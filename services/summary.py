@@ -58,6 +58,7 @@ class Tally:
             "rejected": statuses.count("rejected"), "failed": statuses.count("error"),
             "lost": len(self.requested_ids) - len(self.completions), "duplicates": self.duplicates,
             "bad_instance": self.bad_instance, "foreign": self.foreign,
+            "lost_ids": sorted(self.requested_ids - self.completions.keys())[:20],  # a sample, to look them up
         }
         cs = [c for c in self.completions.values() if c.status == "ok"]
         for key, f in METRICS.items():

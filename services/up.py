@@ -90,6 +90,12 @@ class UpConfig:
     engine: str | None = None  # "llama.cpp": start local engines first (services.engines.llamacpp)
     engine_slots: int = 4
     engine_ctx_per_slot: int = 2048
+    #: Prometheus /metrics for every service: None = off, 0 = free ports, N = N (the load generator,
+    #: in this process), N+1, N+2, ... for the children in ``child_commands`` order
+    metrics_port: int | None = None
+    metrics_sd: str | None = None  # write a Prometheus file_sd JSON of the targets here
+    linger_s: float = 0.0  # keep the stack up this long after the load (to scrape or inspect it)
+    load_delay_s: float = 0.0  # wall seconds between "stack ready" and the first request (let Prometheus find the targets)
 
 
 def trainer_available() -> bool:
@@ -134,7 +140,36 @@ def child_commands(cfg: UpConfig, bootstrap: str, prefix: str) -> dict[str, list
         cmds["trainer"] = py + ["trainer", "--store", cfg.checkpoints, "--instances", str(cfg.instances)] + clocked
     if cfg.monitor:
         cmds["monitor"] = py + ["monitor", "--interval", repr(cfg.monitor_interval_s)] + common
+    if cfg.metrics_port is not None:
+        for k, name in enumerate(cmds, start=1):
+            cmds[name] += ["--metrics-port", str(cfg.metrics_port + k if cfg.metrics_port else 0)]
     return cmds
+
+
+def metrics_targets(ready_dir: Path, names: list[str], timeout_s: float = 30.0) -> dict[str, int]:
+    """service -> /metrics port, as each child wrote it (``services.metrics.Metrics.serve``)."""
+    deadline = time.monotonic() + timeout_s
+    while True:
+        got = {}
+        for n in names:
+            try:
+                got[n] = int((ready_dir / f"metrics-{n}").read_text())
+            except (OSError, ValueError):
+                pass
+        if len(got) == len(names) or time.monotonic() >= deadline:
+            return got
+        time.sleep(0.05)
+
+
+def write_metrics_sd(path: str, targets: dict[str, int]) -> None:
+    """A Prometheus ``file_sd_configs`` file: one target per service, labelled ``service``."""
+    import json
+
+    body = [{"targets": [f"127.0.0.1:{port}"], "labels": {"service": name.split("-")[0], "process": name}}
+            for name, port in targets.items()]
+    tmp = Path(path).with_suffix(".tmp")
+    tmp.write_text(json.dumps(body, indent=2))
+    tmp.replace(path)  # Prometheus watches the file: never let it read half of one
 
 
 def _wait_ready(ready_dir: Path, names: list[str], children: Children, timeout_s: float) -> None:
@@ -161,6 +196,7 @@ class UpContext:
     topics: Topics
     tally: Tally | None = None
     engines: object | None = None  # services.engines.llamacpp.LocalEngines of `phaser up --engine`
+    load_metrics: object | None = None  # services.metrics.load.LoadMetrics (with --metrics-port)
 
     def respawn(self, name: str) -> None:
         out = sys.stderr if name == "monitor" else None
@@ -180,6 +216,8 @@ async def _drive_and_collect(cfg: UpConfig, requests: list, bootstrap: str, topi
     await producer.start()
     pub = Publisher(producer, topics, source="up")
     extra = {"wall": hook.load_wall} if getattr(hook, "load_wall", None) is not None else {}
+    if ctx is not None and ctx.load_metrics is not None:
+        extra["progress"] = ctx.load_metrics.progress
     load = asyncio.ensure_future(publish(requests, bootstrap, cfg.time_scale, topics=topics,
                                          idempotent=cfg.bootstrap is not None, **extra))
     if ctx is not None:
@@ -245,7 +283,7 @@ def run_up(cfg: UpConfig, hook=None, capture: dict | None = None) -> dict:
     broker = None
     ready_dir = Path(tempfile.mkdtemp(prefix="phaser-up-"))
     t0 = time.monotonic()
-    engines = None
+    engines = own_metrics = None
     try:
         if cfg.engine is not None:  # local real engines first (main thread: they must die with us)
             from services.engines.llamacpp import LocalEngines, ServerConfig
@@ -268,9 +306,28 @@ def run_up(cfg: UpConfig, hook=None, capture: dict | None = None) -> dict:
             CheckpointStore(cfg.checkpoints).import_checkpoint(cfg.checkpoint, "phaser up --checkpoint")
         cmds = child_commands(cfg, bootstrap, prefix)
         ctx = UpContext(children, cmds, {"PHASER_READY_DIR": str(ready_dir)}, bootstrap, topics, engines=engines)
+        print(f"phaser up: broker {bootstrap}, topic prefix {prefix!r}; attach with: phaser monitor --bootstrap "
+              f"{bootstrap}" + (f" --topic-prefix {prefix}" if prefix else ""), file=sys.stderr, flush=True)
+        load_metrics = None
+        if cfg.metrics_port is not None:
+            from services.metrics import Metrics
+            from services.metrics.load import LoadMetrics
+
+            own_metrics = Metrics("load")
+            load_metrics = ctx.load_metrics = LoadMetrics(own_metrics)
+            own_metrics.serve(cfg.metrics_port)
         for name in cmds:
             ctx.respawn(name)
         _wait_ready(ready_dir, [n for n in cmds if n != "trainer"], children, READY_TIMEOUT_S)  # trainer: off the request path
+        metrics_ports: dict[str, int] = {}
+        if load_metrics is not None:
+            metrics_ports = {"load": own_metrics.port, **metrics_targets(ready_dir, list(cmds))}
+            print("phaser up: metrics " + ", ".join(f"{n} :{p}" for n, p in metrics_ports.items()), file=sys.stderr, flush=True)
+            if cfg.metrics_sd:
+                write_metrics_sd(cfg.metrics_sd, metrics_ports)
+        if cfg.load_delay_s > 0:
+            print(f"phaser up: stack ready; the load starts in {cfg.load_delay_s:g} s (--load-delay)", file=sys.stderr, flush=True)
+            time.sleep(cfg.load_delay_s)
         t_load = time.monotonic()
         interrupted = False
         try:
@@ -281,8 +338,15 @@ def run_up(cfg: UpConfig, hook=None, capture: dict | None = None) -> dict:
             interrupted, tally = True, ctx.tally
             print("\ninterrupted: stopping the stack in order (router, workers, trainer, monitor, broker)", file=sys.stderr)
             children.stop_all(ordered=True)
+        if cfg.linger_s > 0 and not interrupted:
+            print(f"phaser up: load done; the stack stays up {cfg.linger_s:g} s (--linger)", file=sys.stderr, flush=True)
+            try:
+                time.sleep(cfg.linger_s)
+            except KeyboardInterrupt:
+                interrupted = True
         summary = tally.summary()
         summary["interrupted"] = interrupted
+        summary["metrics"] = metrics_ports
         if capture is not None:  # for callers that need more than the summary (services.chaos)
             capture.update(completions=list(tally.completions.values()), topics=topics)
         summary["load"] = {k: tally.load_report[k] for k in ("sent", "failed", "refused", "max_lag_s", "p99_lag_s")
@@ -300,6 +364,8 @@ def run_up(cfg: UpConfig, hook=None, capture: dict | None = None) -> dict:
         return summary
     finally:
         children.stop_all(ordered=True)
+        if own_metrics is not None:
+            own_metrics.close()
         if broker is not None:
             broker.stop()
         if engines is not None:

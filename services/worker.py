@@ -248,25 +248,33 @@ class WorkerCore:
 
 async def run_worker(bootstrap: str, core: WorkerCore, clock: StackClock, topics: Topics = Topics(),
                      stop: asyncio.Event | None = None, n_partitions: int | None = None,
-                     ready: asyncio.Event | None = None) -> WorkerCore:
+                     ready: asyncio.Event | None = None, metrics=None) -> WorkerCore:
     """The Kafka loop: read this worker's partitions of ``assignments``, drive the
     engines, publish completions and heartbeats, until ``stop`` is set (``ready``
-    is set once it is serving)."""
+    is set once it is serving). ``metrics``: a ``services.metrics.Metrics``."""
+    from services.metrics import ConsumerStats, Metrics
+    from services.metrics.worker import WorkerMetrics
+
     stop = stop or asyncio.Event()
+    metrics = metrics or Metrics("worker")
+    wm = WorkerMetrics(metrics, core)
     instances = sorted(core.engines)
     await ensure_topics(bootstrap, n_partitions or (max(instances) + 1), topics)
     producer, idempotent = await open_producer(bootstrap, client_id="phaser-worker")
     pub = Publisher(producer, topics, source=f"worker[{instances[0]}-{instances[-1]}]", clock_now=clock.now, idempotent=idempotent)
+    pub.metrics = metrics
     name = topics.name("assignments")
     consumer = await start_consumer(bootstrap, [(name, i) for i in instances], group_id=topics.prefix + "phaser-worker",
                                     client_id="phaser-worker")
+    stats = ConsumerStats(metrics, "phaser-worker", topics, consumer)
+    await stats.started()
     seen: dict[int, int] = {}
     core.mark_completed(await completed_ids(bootstrap, topics, set(instances)))
     await warm_producer(producer, topics, ("completions", "instance-status", "dead-letters"))
     mark_ready(f"worker-{instances[0]}-{instances[-1]}")
     if ready is not None:
         ready.set()
-    committer = Committer(consumer, pub, COMMIT_EVERY_S)
+    committer = Committer(consumer, pub, COMMIT_EVERY_S, stats=stats)
 
     def positions():
         return {TopicPartition(name, p): o for p, o in core.commit_positions(seen).items()}
@@ -274,7 +282,7 @@ async def run_worker(bootstrap: str, core: WorkerCore, clock: StackClock, topics
     try:
         while not stop.is_set():
             wait = min(clock.wall_until(core.next_wake()), COMMIT_EVERY_S)
-            msgs, fetched = await fetch(consumer, pub, wait)
+            msgs, fetched = await fetch(consumer, pub, wait, stats)
             now = clock.now()
             for m in msgs:
                 try:
@@ -287,8 +295,10 @@ async def run_worker(bootstrap: str, core: WorkerCore, clock: StackClock, topics
                 seen[tp.partition] = nxt
             completions, statuses = core.step(now)
             for c in completions:
+                wm.on_completion(c)
                 await pub.send("completions", c, key=c.request_id.encode())
             for st in statuses:
+                wm.on_status(st)
                 await pub.send("instance-status", st)
             committer.maybe(positions)  # completions are acknowledged before their assignments are committed
             committer.check()  # BrokerLost: exit non-zero rather than run on stuck
@@ -313,7 +323,8 @@ async def completed_ids(bootstrap: str, topics: Topics, instances: set[int], tim
 
 def main(bootstrap: str, instances: list[int], profile, time_scale: float, chunked_prefill: bool,
          heartbeat_s: float, topics: Topics, n_partitions: int | None = None, backend: str = "sim",
-         endpoints: list[str] | None = None, openai_cfg=None, start_deadline_s: float = 60.0) -> None:
+         endpoints: list[str] | None = None, openai_cfg=None, start_deadline_s: float = 60.0,
+         metrics_port: int | None = None) -> None:
     """``backend``: ``sim`` (simulated instances of ``profile``) or ``openai``
     (one real engine per hosted instance, ``endpoints`` in instance order;
     ``profile`` is then what the router plans with and the KV total the
@@ -331,6 +342,10 @@ def main(bootstrap: str, instances: list[int], profile, time_scale: float, chunk
         raise PhaserError(f"unknown backend {backend!r}; known: sim, openai")
     prof = get_profile(profile) if isinstance(profile, str) else profile
     holder: dict = {}
+    from services.metrics import Metrics
+
+    metrics = Metrics(f"worker-{instances[0]}-{instances[-1]}")
+    metrics.serve(metrics_port)
 
     async def _run():
         stop = asyncio.Event()
@@ -349,7 +364,7 @@ def main(bootstrap: str, instances: list[int], profile, time_scale: float, chunk
             engines = build_engines(instances, prof, chunked_prefill)
         core = holder["core"] = WorkerCore(engines, heartbeat_s=heartbeat_s)
         try:
-            await run_worker(bootstrap, core, clock, topics, stop, n_partitions)
+            await run_worker(bootstrap, core, clock, topics, stop, n_partitions, metrics=metrics)
         finally:
             if backend == "openai":
                 await asyncio.gather(*(e.close() for e in engines.values()))

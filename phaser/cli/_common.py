@@ -36,3 +36,9 @@ def parse_instances(spec: str) -> list[int]:
     if not out or min(out) < 0:
         raise PhaserError(f"bad instance list {spec!r}: need at least one non-negative index")
     return sorted(set(out))
+
+#: ``--metrics-port`` for every service; env PHASER_METRICS_PORT (services.metrics).
+MetricsPortOpt = typer.Option(
+    None, "--metrics-port", envvar="PHASER_METRICS_PORT", min=0, max=65535,
+    help="Serve Prometheus /metrics on this port (0: a free port, printed at start); off when absent.",
+)

@@ -18,7 +18,7 @@ from pathlib import Path
 
 import typer
 
-from phaser.cli._common import BootstrapOpt
+from phaser.cli._common import BootstrapOpt, MetricsPortOpt
 from phaser.cli._stack import TimeScaleOpt, TopicPrefixOpt
 
 REPORT_ROWS = [
@@ -142,6 +142,7 @@ def register(app: typer.Typer) -> None:
                                             help="Seconds of load per benchmark rate."),
         show_progress: bool = typer.Option(True, "--progress/--no-progress", envvar="PHASER_PROGRESS",
                                            help="Show the live progress bar."),
+        metrics_port: int | None = MetricsPortOpt,
     ):
         """Publish a workload to `requests` open-loop on its schedule and report achieved rate and lag."""
         from rich.console import Console
@@ -182,11 +183,23 @@ def register(app: typer.Typer) -> None:
             return
         reqs = load_workload(workload, n=n, rate=rate, duration_s=duration, seed=seed)
         rid = secrets.token_hex(3) if run_id is None else (run_id or None)
+        from services.metrics import Metrics
+        from services.metrics.load import LoadMetrics
+
+        metrics = Metrics("load")
+        exported = LoadMetrics(metrics)
+        metrics.serve(metrics_port)
         with _broker(embedded, bootstrap) as bs:
             bar = _Bar(console, f"load {workload}", len(reqs), show_progress)
+
+            def progress(snap):
+                exported.progress(snap)
+                bar(snap)
+
             with bar.progress:
-                rep = asyncio.run(_publish_with_signals(reqs, bs, time_scale, progress=bar, topics=topics, run_id=rid,
+                rep = asyncio.run(_publish_with_signals(reqs, bs, time_scale, progress=progress, topics=topics, run_id=rid,
                                                         connect_timeout_s=connect_timeout))
+        metrics.close()
         rep["workload"] = workload
         Console().print(report_table(rep, f"phaser load {workload} → {rep['topic']} ({bs})"))
         if json_path is not None:

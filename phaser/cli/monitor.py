@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import typer
 
-from phaser.cli._common import BootstrapOpt
+from phaser.cli._common import BootstrapOpt, MetricsPortOpt
 from phaser.cli._stack import TopicPrefixOpt
 
 
@@ -18,6 +18,7 @@ def register(app: typer.Typer) -> None:
         once: bool = typer.Option(False, "--once", help="Read what is in the topics now, print one snapshot, exit."),
         topic_prefix: str = TopicPrefixOpt,
         bootstrap: str = BootstrapOpt,
+        metrics_port: int | None = MetricsPortOpt,
     ):
         """Print a snapshot every --interval seconds (rich table on a terminal, plain lines otherwise)."""
         import asyncio
@@ -26,9 +27,15 @@ def register(app: typer.Typer) -> None:
         from services.monitor import run_monitor
         from services.lifecycle import install_stop_signals
 
+        from services.metrics import Metrics
+
+        metrics = Metrics("monitor")
+        metrics.serve(metrics_port)
+
         async def _run():
             stop = asyncio.Event()
             install_stop_signals(stop)
-            await run_monitor(bootstrap, Topics(topic_prefix), interval, duration or None, once, stop=stop)
+            await run_monitor(bootstrap, Topics(topic_prefix), interval, duration or None, once, stop=stop,
+                              metrics=metrics)
 
         asyncio.run(_run())

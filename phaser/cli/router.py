@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import typer
 
-from phaser.cli._common import BootstrapOpt
+from phaser.cli._common import BootstrapOpt, MetricsPortOpt
 from phaser.cli._stack import ProfileOpt, TimeScaleOpt, TopicPrefixOpt
 
 
@@ -41,6 +41,7 @@ def register(app: typer.Typer) -> None:
         time_scale: float = TimeScaleOpt,
         topic_prefix: str = TopicPrefixOpt,
         bootstrap: str = BootstrapOpt,
+        metrics_port: int | None = MetricsPortOpt,
     ):
         """Run the router until Ctrl-C or SIGTERM. --profile may list one profile per instance (comma-separated)."""
         from services.kafka import Topics
@@ -51,4 +52,4 @@ def register(app: typer.Typer) -> None:
             promote_after=canary_promote_after, explore=explore, freeze=freeze)
         main(bootstrap, policy, instances, [p.strip() for p in profile.split(",") if p.strip()], time_scale, seed,
              predictor, Topics(topic_prefix), swap, {"checkpoint": checkpoint} if checkpoint else None,
-             heartbeat_s=heartbeat_s, down_after_wall_s=down_after_s)
+             heartbeat_s=heartbeat_s, down_after_wall_s=down_after_s, metrics_port=metrics_port)

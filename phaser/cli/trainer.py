@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import typer
 
-from phaser.cli._common import BootstrapOpt
+from phaser.cli._common import BootstrapOpt, MetricsPortOpt
 from phaser.cli._stack import TimeScaleOpt, TopicPrefixOpt
 
 
@@ -27,10 +27,11 @@ def register(app: typer.Typer) -> None:
         time_scale: float = TimeScaleOpt,
         topic_prefix: str = TopicPrefixOpt,
         bootstrap: str = BootstrapOpt,
+        metrics_port: int | None = MetricsPortOpt,
     ):
         """Run the online trainer until Ctrl-C or SIGTERM."""
         from policy_trainer.service import main
         from services.kafka import Topics
 
         main(bootstrap, store, instances, checkpoint, seed, time_scale, Topics(topic_prefix), publish_every_updates,
-             publish_every_s, freeze, settle_s)
+             publish_every_s, freeze, settle_s, metrics_port=metrics_port)

@@ -41,6 +41,9 @@ def register(app: typer.Typer) -> None:
         time_scale: float = TimeScaleOpt,
         bootstrap: str = typer.Option("", "--bootstrap", envvar="PHASER_BOOTSTRAP",
                                       help="Use this Kafka instead of starting the embedded broker."),
+        topic_prefix: str = typer.Option(None, "--topic-prefix", envvar="PHASER_TOPIC_PREFIX",
+                                         help="Prefix of every topic (default: none on the embedded broker, a unique "
+                                              "up-<hex>- with --bootstrap)."),
         port: int = typer.Option(0, "--port", envvar="PHASER_BROKER_PORT", min=0, help="Embedded broker port (0 = a free one)."),
         drain_timeout: float = typer.Option(d.drain_timeout_s, "--drain-timeout", envvar="PHASER_DRAIN_TIMEOUT", min=0.1,
                                             help="Wall seconds without a new completion, after the load, before the rest counts as lost."),
@@ -57,6 +60,16 @@ def register(app: typer.Typer) -> None:
         engine: str = typer.Option("", "--engine", envvar="PHASER_ENGINE",
                                    help="Start local real engines first and route to them: llama.cpp (llama-server with "
                                         "SmolLM2-135M on the CPU, built and cached on first use; see `phaser engine`)."),
+        metrics_port: int = typer.Option(None, "--metrics-port", envvar="PHASER_METRICS_PORT", min=0, max=65535,
+                                         help="Prometheus /metrics on every service: 0 = free ports, N = the load "
+                                              "generator on N and the children on N+1, N+2, ... (listed at start and in --json)."),
+        metrics_sd: Path = typer.Option(None, "--metrics-sd", envvar="PHASER_METRICS_SD",
+                                        help="With --metrics-port: write a Prometheus file_sd_configs JSON of the targets here."),
+        linger: float = typer.Option(0.0, "--linger", envvar="PHASER_LINGER", min=0.0,
+                                     help="Keep the stack up this many wall seconds after the load (to scrape or attach)."),
+        load_delay: float = typer.Option(0.0, "--load-delay", envvar="PHASER_LOAD_DELAY", min=0.0,
+                                         help="Wall seconds between the stack being ready and the first request "
+                                              "(e.g. so a Prometheus scrapes every service before the load)."),
         json_path: Path = typer.Option(None, "--json", help="Also write the summary as JSON to this path."),
         plot: Path = typer.Option(None, "--plot", help="Write a PNG of served mean E2E over time per policy version."),
     ):
@@ -78,10 +91,16 @@ def register(app: typer.Typer) -> None:
         cfg = UpConfig(requests=requests, workload=workload, rate=rate or None, seed=seed, instances=instances,
                        workers=workers or None, profile=profile, policy=policy, predictor=predictor,
                        chunked_prefill=chunked_prefill, time_scale=time_scale, bootstrap=bootstrap or None,
-                       port=port or None, drain_timeout_s=drain_timeout, monitor=monitor, trainer=trainer,
+                       port=port or None, topic_prefix=topic_prefix, drain_timeout_s=drain_timeout, monitor=monitor, trainer=trainer,
                        checkpoints=checkpoints, checkpoint=checkpoint or None,
                        plot=str(plot) if plot is not None else None, backend=backend, endpoints=tuple(endpoints),
-                       engine=engine or None)
+                       engine=engine or None, metrics_port=metrics_port,
+                       metrics_sd=str(metrics_sd) if metrics_sd is not None else None, linger_s=linger,
+                       load_delay_s=load_delay)
+        if metrics_sd is not None and metrics_port is None:
+            from phaser.errors import PhaserError
+
+            raise PhaserError("--metrics-sd needs --metrics-port")
         import signal
 
         def _term(*_):  # SIGTERM stops the stack like Ctrl-C (children reaped in run_up's finally)

@@ -8,7 +8,7 @@ import os
 
 import typer
 
-from phaser.cli._common import BootstrapOpt, parse_instances
+from phaser.cli._common import BootstrapOpt, MetricsPortOpt, parse_instances
 from phaser.cli._stack import (ApiKeyOpt, BackendOpt, EndpointOpt, MaxConcurrencyOpt, ProfileOpt, TimeScaleOpt, TopicPrefixOpt,
                                split_endpoints)
 from services.worker import DEFAULT_HEARTBEAT_S
@@ -35,6 +35,7 @@ def register(app: typer.Typer) -> None:
         max_concurrency: int = MaxConcurrencyOpt,
         start_deadline_s: float = typer.Option(60.0, "--start-deadline-s", envvar="PHASER_START_DEADLINE_S", min=0.0,
                                                help="openai backend: how long to wait for every engine to answer /health at start."),
+        metrics_port: int | None = MetricsPortOpt,
     ):
         """Run instances until Ctrl-C or SIGTERM (openai backend: use --time-scale 1)."""
         from services.backends.openai import OpenAIConfig
@@ -47,4 +48,4 @@ def register(app: typer.Typer) -> None:
             time_scale = 1.0  # real engines run in real time
         main(bootstrap, idx, profile, time_scale, chunked_prefill, heartbeat_s, Topics(topic_prefix), partitions or None,
              backend=backend, endpoints=endpoints, openai_cfg=OpenAIConfig(max_concurrency=max_concurrency, api_key=api_key or None),
-             start_deadline_s=start_deadline_s)
+             start_deadline_s=start_deadline_s, metrics_port=metrics_port)

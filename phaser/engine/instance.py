@@ -213,6 +213,9 @@ class Instance:
             raise PhaserError("max_num_batched_tokens and max_num_seqs must be >= 1")
         self.reference = reference
         self.kv = KVCache(profile.kv_blocks_total, profile.block_tokens)
+        #: ``phaser.buckets.Buckets`` that every inter-token gap is counted into (a live
+        #: worker's ITL histogram); None (the simulator) costs one test per iteration
+        self.itl = None
         self.bt = profile.block_tokens
         self.t = 0.0  # engine clock: when the next iteration may start
         self.waiting: deque[_Req] = deque()
@@ -499,6 +502,11 @@ class Instance:
         bt = self.bt
         finished = False
         new_blocks = 0
+        itl = self.itl
+        if itl is not None and self.running:
+            n_run = len(self.running)
+            for j in range(k):
+                itl.add(alpha + beta * j, n_run)
         for r in self.running:
             gen = r.gen = r.gen + k
             r.last_token = t_end
@@ -640,11 +648,14 @@ class Instance:
         t1 = t0 + dt
         # 4. effects
         finished = False
+        itl = self.itl
         if not prefill_only:
             for r in running:
                 if r.done_pf >= r.target:
                     r.gen += 1
                     _push_tbt(r, t1 - r.last_token)  # = dt, unless a prefill-only iteration came between
+                    if itl is not None:
+                        itl.add(t1 - r.last_token)
                     r.last_token = t1
                     if r.gen >= r.output:
                         finished = True
@@ -657,6 +668,8 @@ class Instance:
                     r.first_token = t1
                 else:
                     _push_tbt(r, t1 - r.last_token)
+                    if itl is not None:
+                        itl.add(t1 - r.last_token)
                 r.gen += 1
                 r.last_token = t1
                 if r.prefix:

@@ -106,6 +106,7 @@ class OpenAIInstance:
         self.clock = clock
         self.cfg = cfg
         self.breaker = CircuitBreaker(cfg.failure_threshold, cfg.open_s)
+        self.itl = None  # phaser.buckets.Buckets, set by a worker that exports metrics
         self.completed = 0
         self.refused = 0
         self.failures = 0
@@ -332,6 +333,9 @@ class OpenAIInstance:
                     raise Transient("the stream ended before its last chunk")
         except httpx.HTTPError as e:
             raise Transient(f"{e.__class__.__name__}: {e}") from None
+        if self.itl is not None:  # the worker's ITL histogram: every gap between streamed chunks
+            for a, b in zip(timer.chunks, timer.chunks[1:]):
+                self.itl.add(b - a)
         return timer.record(self.clock.now())
 
     # ------------------------------------------------------------ telemetry
