@@ -144,29 +144,36 @@ async def ensure_topics(bootstrap: str, n_instances: int, topics: Topics = Topic
 
 
 async def partition_count(bootstrap: str, topic: str) -> int:
-    """Number of partitions of ``topic`` as the broker's metadata reports it (0 if absent)."""
-    c = AIOKafkaConsumer(bootstrap_servers=bootstrap, **client_options())
+    """Number of partitions of ``topic`` as the broker's metadata reports it (0 if absent).
+    Lists every topic first (a metadata request naming the topic would make a broker that
+    auto-creates topics, tansu, create it)."""
+    admin = AIOKafkaAdminClient(bootstrap_servers=bootstrap, request_timeout_ms=10_000, **client_options())
     try:
-        await c.start()
-        parts = c.partitions_for_topic(topic)
-        if not parts:
-            await c._client.force_metadata_update()  # metadata is fetched lazily per topic
-            c._client.add_topic(topic)
-            await c._client.force_metadata_update()
-            parts = c.partitions_for_topic(topic)
-        return len(parts or ())
+        await admin.start()
+        if topic not in await admin.list_topics():
+            return 0
+        (meta,) = [t for t in await admin.describe_topics([topic]) if t["topic"] == topic]
+        return len(meta["partitions"])
     except KafkaConnectionError as e:
         raise _kafka_error(bootstrap, e) from None
     finally:
-        await stop_consumer(c)
+        await admin.close()
 
 
 async def stop_consumer(c: AIOKafkaConsumer) -> None:
     """Stop a consumer. The yield first works around aiokafka 0.14 raising
     CancelledError from ``stop()`` when its no-group coordinator task was
-    cancelled before it ever ran (a consumer stopped right after starting)."""
+    cancelled before it ever ran (a consumer stopped right after starting).
+    aiokafka's fetcher also re-raises the cancellation of its own fetch task
+    when the broker is gone; that CancelledError is not ours and is swallowed
+    (the consumer is stopped all the same) unless this task is being cancelled."""
     await asyncio.sleep(0)
-    await c.stop()
+    try:
+        await c.stop()
+    except asyncio.CancelledError:
+        task = asyncio.current_task()
+        if task is not None and task.cancelling():
+            raise
 
 
 async def warm_producer(producer: AIOKafkaProducer, topics: Topics, bases: Iterable[str]) -> None:

@@ -33,16 +33,26 @@ from collections import deque
 from dataclasses import dataclass, field
 
 import numpy as np
+import orjson
 from aiokafka import AIOKafkaConsumer, TopicPartition
+from aiokafka.errors import KafkaError
+
+from phaser.errors import PhaserError
 
 from services.kafka_security import client_options
 
 import protos
 from protos.messages import TOPICS
 from services.lifecycle import mark_ready
-from services.kafka import Topics, partition_count, start_consumer, stop_consumer
+from services.kafka import STOP_FLUSH_S, Topics, bounded, partition_count, start_consumer, stop_consumer
 
 RATE_WINDOW_S = 5.0
+#: --once: wall seconds to read up to the end offsets before printing what was read
+ONCE_TIMEOUT_S = 60.0
+#: wall seconds a monitor keeps retrying a broker that went away before it exits (1 line, code 2)
+BROKER_GONE_S = 30.0
+#: wall seconds a read of the groups' committed offsets may take before the broker counts as gone
+COMMITTED_TIMEOUT_S = 10.0
 LATENCY_WINDOW = 1000
 #: consumer group -> the base topics it commits (services.router, services.worker, policy_trainer.service)
 GROUPS: dict[str, tuple[str, ...]] = {
@@ -113,6 +123,12 @@ class MonitorCore:
         return Snapshot(rates, {t: self.totals.get(t, 0) for t in TOPICS}, lag, by_topic, latency, self.completions)
 
 
+def snapshot_dict(s: Snapshot) -> dict:
+    """The snapshot as JSON-ready data: rates per wall second, lags in records, latencies in stack seconds (``_s``)."""
+    return {"rates_per_s": s.rates, "totals": s.totals, "lag": s.lag, "lag_by_topic": s.lag_by_topic,
+            "latency_s": s.latency, "completions": s.completions}
+
+
 def _lag(v: int | None) -> str:
     return "-" if v is None else str(v)
 
@@ -161,8 +177,12 @@ async def _committed(bootstrap: str, topics: Topics, tps: list[TopicPartition], 
 
 
 async def run_monitor(bootstrap: str, topics: Topics = Topics(), interval: float = 2.0, duration: float | None = None,
-                      once: bool = False, out=None, stop: asyncio.Event | None = None, metrics=None) -> Snapshot:
-    """``metrics``: a ``services.metrics.Metrics`` the snapshots are exported to."""
+                      once: bool = False, out=None, stop: asyncio.Event | None = None, metrics=None,
+                      as_json: bool = False, reconnect_s: float = None) -> Snapshot:
+    """``metrics``: a ``services.metrics.Metrics`` the snapshots are exported to; ``as_json``: one
+    JSON object per snapshot (``snapshot_dict``) instead of the table/lines; ``reconnect_s``: how long
+    a broker that went away is retried (default ``BROKER_GONE_S``) before a one-line error."""
+    reconnect_s = BROKER_GONE_S if reconnect_s is None else reconnect_s
     out = out or sys.stdout
     exported = None
     if metrics is not None:
@@ -171,15 +191,23 @@ async def run_monitor(bootstrap: str, topics: Topics = Topics(), interval: float
         exported = MonitorMetrics(metrics)
     stop = stop or asyncio.Event()
     core = MonitorCore()
-    tps = []
+    tps, missing = [], []
     for base in TOPICS:
         n = await partition_count(bootstrap, topics.name(base))
         tps += [(topics.name(base), p) for p in range(n)]
+        if n == 0:
+            missing.append(topics.name(base))
+    if not tps:
+        raise PhaserError(f"none of phaser's topics exist on {bootstrap} with topic prefix {topics.prefix!r} "
+                          f"(looked for {', '.join(missing)}): is a stack running there with this --topic-prefix? "
+                          "`phaser up` prints both at start")
+    if missing:
+        print(f"monitor: not on {bootstrap} (yet): {', '.join(missing)}; showing the others", file=sys.stderr)
     consumer = await start_consumer(bootstrap, tps, group_id=None, client_id="phaser-monitor")
     group_consumers: dict = {}
     tp_objs = [TopicPartition(t, p) for t, p in tps]
     live = None
-    if not once and out.isatty():
+    if not once and not as_json and out.isatty():
         from rich.live import Live
 
         live = Live(refresh_per_second=2, transient=False)
@@ -187,21 +215,47 @@ async def run_monitor(bootstrap: str, topics: Topics = Topics(), interval: float
     start = time.monotonic()
     snap = None
     mark_ready("monitor")
+    lost_since = None
     try:
+        ends = await consumer.end_offsets(tp_objs) if once else {}
         while not stop.is_set():
-            deadline = time.monotonic() + (0.0 if once else interval)
-            while True:  # read until the interval is over (or, with --once, until caught up)
-                batches = await consumer.getmany(timeout_ms=int(max(0.05, deadline - time.monotonic()) * 1000))
-                for tp, recs in batches.items():
-                    base = topics.base(tp.topic)
-                    for r in recs:
-                        core.on_record(base, r.partition, r.offset, r.timestamp / 1000.0, r.value)
-                if (once and not batches) or (not once and time.monotonic() >= deadline) or stop.is_set():
-                    break
-            snap = core.snapshot(time.time(), await _committed(bootstrap, topics, tp_objs, group_consumers))
+            deadline = time.monotonic() + (ONCE_TIMEOUT_S if once else interval)
+            try:
+                while True:  # read until the interval is over (with --once: up to the end offsets seen at start)
+                    wait = 0.5 if once else max(0.05, deadline - time.monotonic())
+                    batches = await consumer.getmany(timeout_ms=int(wait * 1000))
+                    for tp, recs in batches.items():
+                        base = topics.base(tp.topic)
+                        for r in recs:
+                            core.on_record(base, r.partition, r.offset, r.timestamp / 1000.0, r.value)
+                    if once and all(core.high.get((topics.base(tp.topic), tp.partition), 0) >= ends[tp] for tp in tp_objs):
+                        break
+                    if time.monotonic() >= deadline or stop.is_set():
+                        break
+                committed = await asyncio.wait_for(_committed(bootstrap, topics, tp_objs, group_consumers),
+                                                   min(COMMITTED_TIMEOUT_S, max(1.0, reconnect_s)))  # aiokafka retries a dead coordinator forever
+            except (KafkaError, asyncio.TimeoutError) as e:  # the broker went away: say so once, keep trying
+                now = time.monotonic()
+                if lost_since is None:
+                    lost_since = now
+                    print(f"monitor: lost the broker at {bootstrap} ({e.__class__.__name__}); retrying for "
+                          f"{reconnect_s:.0f}s", file=sys.stderr, flush=True)
+                if once or now - lost_since >= reconnect_s:
+                    raise PhaserError(f"the broker at {bootstrap} is gone ({e.__class__.__name__}); monitor stopped") from None
+                await asyncio.sleep(1.0)
+                continue
+            if lost_since is not None:
+                print(f"monitor: broker back after {time.monotonic() - lost_since:.0f}s", file=sys.stderr, flush=True)
+                lost_since = None
+            if once and time.monotonic() >= deadline:
+                print(f"monitor: read for {ONCE_TIMEOUT_S:.0f}s without reaching the end of every topic; "
+                      "the snapshot covers what was read", file=sys.stderr)
+            snap = core.snapshot(time.time(), committed)
             if exported is not None:
                 exported.snap = snap
-            if live is not None:
+            if as_json:
+                print(orjson.dumps(snapshot_dict(snap)).decode(), file=out, flush=True)
+            elif live is not None:
                 live.update(render_table(snap))
             else:
                 print(render_plain(snap), file=out, flush=True)
@@ -210,7 +264,7 @@ async def run_monitor(bootstrap: str, topics: Topics = Topics(), interval: float
     finally:
         if live is not None:
             live.stop()
-        await stop_consumer(consumer)
+        await bounded(stop_consumer(consumer), STOP_FLUSH_S, "stopping the consumer")
         for c in group_consumers.values():
-            await stop_consumer(c)
+            await bounded(stop_consumer(c), STOP_FLUSH_S, "stopping a group reader")
     return snap

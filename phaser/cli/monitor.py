@@ -16,6 +16,9 @@ def register(app: typer.Typer) -> None:
         duration: float = typer.Option(0.0, "--duration", envvar="PHASER_MONITOR_DURATION", min=0.0,
                                        help="Stop after this many wall seconds (0 = until Ctrl-C)."),
         once: bool = typer.Option(False, "--once", help="Read what is in the topics now, print one snapshot, exit."),
+        reconnect_s: float = typer.Option(30.0, "--reconnect-s", envvar="PHASER_MONITOR_RECONNECT_S", min=0.0,
+                                          help="How long to keep retrying a broker that went away before exiting (code 2)."),
+        as_json: bool = typer.Option(False, "--json", help="Print each snapshot as one JSON object (rates /s, lags, latencies in s)."),
         topic_prefix: str = TopicPrefixOpt,
         bootstrap: str = BootstrapOpt,
         metrics_port: int | None = MetricsPortOpt,
@@ -27,7 +30,11 @@ def register(app: typer.Typer) -> None:
         from services.monitor import run_monitor
         from services.lifecycle import install_stop_signals
 
+        import logging
+
         from services.metrics import Metrics
+
+        logging.getLogger("aiokafka").setLevel(logging.CRITICAL)  # the monitor says itself when the broker is gone, once
 
         metrics = Metrics("monitor")
         metrics.serve(metrics_port)
@@ -36,6 +43,6 @@ def register(app: typer.Typer) -> None:
             stop = asyncio.Event()
             install_stop_signals(stop)
             await run_monitor(bootstrap, Topics(topic_prefix), interval, duration or None, once, stop=stop,
-                              metrics=metrics)
+                              metrics=metrics, as_json=as_json, reconnect_s=reconnect_s)
 
         asyncio.run(_run())

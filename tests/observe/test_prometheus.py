@@ -143,12 +143,16 @@ def observed(tmp_path_factory):
         time.sleep(4.0)  # a few scrapes of the idle, finished stack
         t_eval = time.time()
         active = _get(f"{base}/api/v1/targets")["data"]["activeTargets"]
+        mon = subprocess.run([sys.executable, "-m", "phaser.cli.main", "monitor", "--bootstrap", broker.bootstrap,
+                              "--topic-prefix", "obs-", "--once", "--json"], capture_output=True, text=True, timeout=120)
+        assert mon.returncode == 0, mon.stderr
         up.terminate()  # the stack stops in order; the summary is written on the way out
         up.wait(120)
         summary = json.loads(summary_path.read_text())
         completions = _read_completions(broker.bootstrap)
         yield {"prom": Prom(base), "t_eval": t_eval, "window_s": math.ceil(t_eval - t_start) + 5,
-               "summary": summary, "completions": completions, "targets": targets, "active": active}
+               "summary": summary, "completions": completions, "targets": targets, "active": active,
+               "monitor": json.loads(mon.stdout)}
     finally:
         if up is not None and up.poll() is None:
             up.kill()
@@ -438,3 +442,21 @@ def test_every_dashboard_expression_agrees_with_the_load(observed, title):
     for tgt in panel["targets"]:
         assert ctx.q(tgt["expr"]), f"{title} [{tgt['refId']}]: no data for {tgt['expr']}"
     CHECKS[title](ctx, {tgt["refId"]: tgt["expr"] for tgt in panel["targets"]})
+
+
+def test_the_monitor_agrees_with_the_summary_and_prometheus(observed):
+    """``phaser monitor --once --json`` on the same stack: its counts are the summary's, its
+    percentiles the summary's (the same completions, the same interpolation) and within a
+    bucket of Prometheus' histogram quantiles."""
+    mon, summ, ctx = observed["monitor"], observed["summary"], Ctx(observed)
+    assert mon["completions"] == summ["completed"] == REQUESTS
+    assert mon["totals"]["requests"] == REQUESTS + len(POISON) and mon["totals"]["assignments"] == REQUESTS
+    assert mon["totals"]["dead-letters"] == len(POISON)
+    for key, field in (("ttft", "ttft_s"), ("e2e", "e2e_s"), ("router_wait", "router_wait_s")):
+        for p in ("p50", "p99"):
+            assert mon["latency_s"][field][p] == pytest.approx(summ[f"{key}_{p}"], rel=1e-9), (field, p)
+    for metric, field in (("phaser_request_e2e_seconds", "e2e_s"), ("phaser_request_ttft_seconds", "ttft_s")):
+        for x, p in ((0.5, "p50"), (0.99, "p99")):
+            est = ctx.one(f"histogram_quantile({x}, sum by (le) (rate({metric}_bucket[$__rate_interval])))")
+            _near_bucket(REQUEST_BUCKETS_S, est, mon["latency_s"][field][p])
+    assert mon["lag_by_topic"]["phaser-router"]["requests"] == 0 and mon["lag"]["phaser-worker"] == 0

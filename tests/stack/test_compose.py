@@ -90,3 +90,27 @@ def test_worker_ranges_cover_the_cluster_once():
             hosted += parse_instances(s["environment"]["PHASER_WORKER_INSTANCES"])
             assert "4" == s["command"][s["command"].index("--partitions") + 1]
     assert sorted(hosted) == list(range(int(COMPOSE["x-phaser"]["environment"]["PHASER_INSTANCES"])))
+
+
+def test_prometheus_scrapes_every_phaser_service_and_grafana_has_the_dashboard():
+    prom = yaml.safe_load((ROOT / "deploy" / "prometheus" / "prometheus.yml").read_text())
+    port = COMPOSE["x-phaser"]["environment"]["PHASER_METRICS_PORT"]
+    scraped = {}
+    for job in prom["scrape_configs"]:
+        for sc in job.get("static_configs", ()):
+            for t in sc["targets"]:
+                host, p = t.rsplit(":", 1)
+                scraped[host] = (p, sc["labels"]["service"])
+    assert set(scraped) == set(PHASER_SERVICES), "Prometheus must scrape exactly the phaser services of compose"
+    for name, (p, service) in scraped.items():
+        assert p == str(port) and SERVICES[name]["command"][1] == service, (name, p, service)
+    graf = SERVICES["grafana"]
+    mounts = {v.split(":")[1]: ROOT / v.split(":")[0] for v in graf["volumes"]}
+    assert (mounts["/etc/grafana/provisioning"] / "datasources" / "prometheus.yml").exists()
+    dash_dir = mounts["/var/lib/grafana/dashboards"]
+    assert (dash_dir / "phaser.json").exists()
+    prov = yaml.safe_load((mounts["/etc/grafana/provisioning"] / "dashboards" / "phaser.yml").read_text())
+    assert prov["providers"][0]["options"]["path"] == "/var/lib/grafana/dashboards"
+    ds = yaml.safe_load((mounts["/etc/grafana/provisioning"] / "datasources" / "prometheus.yml").read_text())
+    assert ds["datasources"][0]["uid"] == "prometheus" and ds["datasources"][0]["url"].startswith("http://prometheus:")
+    assert SERVICES["prometheus"]["volumes"][0].startswith("./deploy/prometheus/prometheus.yml:")

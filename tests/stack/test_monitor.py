@@ -3,7 +3,10 @@ offsets, rolling percentiles; and a snapshot of a real run."""
 
 from __future__ import annotations
 
+import asyncio
 import io
+import subprocess
+import sys
 import uuid
 
 import protos
@@ -51,3 +54,43 @@ async def test_once_snapshot_of_a_finished_run(bare_broker, stack_runner):
     assert "phaser-trainer=-" in out.getvalue()
     assert set(snap.latency) == {"ttft_s", "tbt_mean_s", "e2e_s", "router_wait_s"}
     assert out.getvalue().startswith("rate requests=")
+
+
+def _monitor(bootstrap: str, *args: str, timeout: float = 120) -> subprocess.CompletedProcess:
+    return subprocess.run([sys.executable, "-m", "phaser.cli.main", "monitor", "--bootstrap", bootstrap, *args],
+                          capture_output=True, text=True, timeout=timeout)
+
+
+def test_monitor_says_when_its_topics_do_not_exist():
+    """tansu only: a fresh broker of its own (the point is an empty one)."""
+    from services.broker import EmbeddedBroker, free_port
+
+    with EmbeddedBroker(port=free_port(), schemas=False) as b:
+        r = _monitor(b.bootstrap, "--topic-prefix", "nobody-", "--once")
+        assert r.returncode == 2, r
+        assert "none of phaser's topics exist" in r.stderr and "nobody-" in r.stderr and "Traceback" not in r.stderr
+        assert len(r.stderr.strip().splitlines()) == 1, r.stderr
+        r = _monitor(b.bootstrap, "--topic-prefix", "nobody-", "--once")  # and looking did not create them
+        assert r.returncode == 2
+
+
+def test_monitor_exits_with_one_line_when_the_broker_goes_away():
+    """tansu only: the broker is stopped under a live monitor."""
+    from services.broker import EmbeddedBroker, free_port
+    from services.kafka import ensure_topics
+
+    b = EmbeddedBroker(port=free_port(), schemas=False).start()
+    try:
+        asyncio.run(ensure_topics(b.bootstrap, 2, Topics("gone-")))
+        p = subprocess.Popen([sys.executable, "-m", "phaser.cli.main", "monitor", "--bootstrap", b.bootstrap,
+                              "--topic-prefix", "gone-", "--interval", "0.5", "--reconnect-s", "3"],
+                             stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+        first = p.stdout.readline()  # a first snapshot: it is running
+        assert first.startswith("rate "), first
+    finally:
+        b.stop()
+    out, err = p.communicate(timeout=120)
+    assert p.returncode == 2, (p.returncode, err)
+    lines = err.strip().splitlines()
+    assert "Traceback" not in err and "Unclosed" not in err, err
+    assert lines[0].startswith("monitor: lost the broker") and lines[-1].startswith("error: the broker at"), lines
