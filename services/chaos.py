@@ -221,7 +221,7 @@ class FaultHook:
             "recover_s": _r(after[0] - self.ended_at if after else None),
             "reroute_s": _r(self.first_rerouted - self.fired_at if self.first_rerouted is not None else None),
             "rerouted": sum(1 for c in summary.get("_completions", ()) if c.epoch > 0),
-            "e2e_mean_s": _r(summary.get("e2e_mean")),
+            "e2e_mean_s": _r(summary.get("e2e_mean_s")),
             "lost_ids": summary.get("lost_ids", []),
         }
 

@@ -211,6 +211,7 @@ async def _drive_and_collect(cfg: UpConfig, requests: list, bootstrap: str, topi
     from load_generator.publisher import publish
 
     tally = Tally({r.id for r in requests}, cfg.instances)
+    clock = StackClock(cfg.time_scale)
     consumer = await start_consumer(bootstrap, [(topics.name("completions"), 0)], group_id=None, client_id="phaser-up")
     producer = make_producer(bootstrap, client_id="phaser-up")
     await producer.start()
@@ -228,7 +229,7 @@ async def _drive_and_collect(cfg: UpConfig, requests: list, bootstrap: str, topi
         while True:
             msgs, _ = await fetch(consumer, pub, 0.2)
             for m in msgs:
-                tally.add(m.msg)
+                tally.add(m.msg, now_stack=clock.now())
             if msgs:
                 last_progress = time.monotonic()
             if hook is not None:

@@ -36,8 +36,7 @@ import math
 from dataclasses import dataclass, field
 from typing import Callable
 
-DEFAULT_SLO_TTFT_P99 = 2.0
-DEFAULT_SLO_TBT_P99 = 0.2
+from phaser.slo import DEFAULT_TBT_S as DEFAULT_SLO_TBT_P99, DEFAULT_TTFT_S as DEFAULT_SLO_TTFT_P99  # noqa: E402  (one SLO)
 MIN_PROBE_REQUESTS = 1000
 
 

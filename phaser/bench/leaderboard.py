@@ -47,7 +47,6 @@ from __future__ import annotations
 
 import hashlib
 import json
-import math
 from dataclasses import asdict, dataclass
 from pathlib import Path
 from typing import Callable
@@ -182,11 +181,10 @@ def lookahead_gain(fam: Family, reqs: list, rate: float, seed: int, horizon_s: f
 
 # ------------------------------------------------------------------ the board
 def goodput(records: list, rejected: int, slo_ttft: float, slo_tbt: float) -> float:
-    total = len(records) + rejected
-    if not total:
-        return math.nan
-    ok = sum(1 for r in records if r.ttft_s <= slo_ttft and r.tbt_p99_s <= slo_tbt)
-    return ok / total
+    """``phaser.slo.goodput`` (the one definition every report uses)."""
+    from phaser.slo import SLO, goodput as _goodput
+
+    return _goodput(records, rejected, SLO(slo_ttft, slo_tbt))
 
 
 def run_board(families: list[Family], policies: list[str], *, loads=LOADS, seeds: int = 3, n: int = 1000,

@@ -454,7 +454,7 @@ def test_the_monitor_agrees_with_the_summary_and_prometheus(observed):
     assert mon["totals"]["dead-letters"] == len(POISON)
     for key, field in (("ttft", "ttft_s"), ("e2e", "e2e_s"), ("router_wait", "router_wait_s")):
         for p in ("p50", "p99"):
-            assert mon["latency_s"][field][p] == pytest.approx(summ[f"{key}_{p}"], rel=1e-9), (field, p)
+            assert mon["latency_s"][field][p] == pytest.approx(summ[f"{key}_{p}_s"], rel=1e-9), (field, p)
     for metric, field in (("phaser_request_e2e_seconds", "e2e_s"), ("phaser_request_ttft_seconds", "ttft_s")):
         for x, p in ((0.5, "p50"), (0.99, "p99")):
             est = ctx.one(f"histogram_quantile({x}, sum by (le) (rate({metric}_bucket[$__rate_interval])))")
