@@ -67,7 +67,7 @@ from dataclasses import dataclass
 import numpy as np
 import orjson
 from aiokafka import AIOKafkaProducer
-from aiokafka.errors import KafkaConnectionError, KafkaError, KafkaTimeoutError, UnknownError
+from aiokafka.errors import KafkaError, KafkaTimeoutError, UnknownError
 
 from phaser.errors import PhaserError
 from protos import Request
@@ -81,7 +81,6 @@ ON_TIME_S = 0.01
 HOLD_TOLERANCE = 0.01
 #: an un-acknowledged record older than this (wall s) means the broker is stalling
 STALL_S = 1.0
-BACKOFF_START_S, BACKOFF_MAX_S = 0.25, 5.0
 
 
 @dataclass
@@ -118,32 +117,23 @@ async def ensure_load_topics(bootstrap: str, topics: Topics = Topics()) -> None:
 
 
 async def connect(bootstrap: str, topics: Topics = Topics(), *, connect_timeout_s: float = 60.0,
-                  idempotent: bool = True, notify: Callable[[str], None] = lambda s: None,
-                  sleep=asyncio.sleep) -> tuple[AIOKafkaProducer, bool]:
+                  idempotent: bool = True, notify: Callable[[str], None] = lambda s: None) -> tuple[AIOKafkaProducer, bool]:
     """Create the load topics and start a producer, idempotent if the broker allows.
 
     Returns (producer, idempotent). An unreachable broker is retried with
-    exponential backoff for up to ``connect_timeout_s``, then ``PhaserError``."""
-    deadline = time.monotonic() + connect_timeout_s
-    backoff, attempt = BACKOFF_START_S, 0
-    while True:
-        attempt += 1
-        try:
-            await _create_topics(bootstrap, topics)
-            producer, idem = await open_producer(bootstrap, client_id="phaser-load", idempotent=idempotent)
-            if idempotent and not idem:
-                notify("broker refused the idempotent producer (InitProducerId); "
-                       "using a plain producer that never re-sends a record blindly")
-            return producer, idem
-        except KafkaConnectionError as e:
-            left = deadline - time.monotonic()
-            if left <= 0:
-                raise PhaserError(f"cannot reach Kafka at {bootstrap} after {attempt} attempts over "
-                                  f"{connect_timeout_s:g}s ({e.__class__.__name__})") from None
-            wait = min(backoff, left)
-            notify(f"broker at {bootstrap} unreachable (attempt {attempt}); retrying in {wait:.2f}s")
-            await sleep(wait)
-            backoff = min(backoff * 2, BACKOFF_MAX_S)
+    exponential backoff for up to ``connect_timeout_s``, then ``PhaserError``
+    (``services.kafka.reach``: the connect policy every command shares)."""
+    from services.kafka import reach
+
+    async def attempt():
+        await _create_topics(bootstrap, topics)
+        producer, idem = await open_producer(bootstrap, client_id="phaser-load", idempotent=idempotent)
+        if idempotent and not idem:
+            notify("broker refused the idempotent producer (InitProducerId); "
+                   "using a plain producer that never re-sends a record blindly")
+        return producer, idem
+
+    return await reach(bootstrap, attempt, timeout_s=connect_timeout_s, notify=notify)
 
 
 def _bodies(workload: list[Request], run_id: str | None) -> list[dict]:

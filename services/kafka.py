@@ -38,6 +38,7 @@ see ``services.broker``):
 from __future__ import annotations
 
 import asyncio
+import os
 import sys
 from dataclasses import dataclass
 from typing import Iterable
@@ -113,14 +114,51 @@ async def create_topics(bootstrap: str, wanted: dict[str, int]) -> None:
         await admin.close()
 
 
+def connect_timeout_s() -> float:
+    """Wall seconds every command keeps retrying an unreachable broker at start
+    (``PHASER_CONNECT_TIMEOUT``, default 60: a service started with its broker,
+    as compose does, waits for it rather than failing)."""
+    try:
+        return max(0.0, float(os.environ.get("PHASER_CONNECT_TIMEOUT", "") or 60.0))
+    except ValueError:
+        raise PhaserError("PHASER_CONNECT_TIMEOUT must be a number of seconds") from None
+
+
+async def reach(bootstrap: str, attempt, timeout_s: float | None = None, notify=None):
+    """``await attempt()``, retried with jittered exponential backoff (tenacity) while the
+    broker is unreachable (``KafkaConnectionError``), for ``connect_timeout_s()``; then one
+    readable ``PhaserError``. The one connect policy of every command."""
+    from tenacity import AsyncRetrying, RetryError, retry_if_exception_type, stop_after_delay, wait_exponential_jitter
+
+    timeout_s = connect_timeout_s() if timeout_s is None else timeout_s
+    n = 0
+
+    def before_sleep(state):
+        if notify is not None:
+            wait = state.next_action.sleep if state.next_action is not None else 0.0
+            notify(f"broker at {bootstrap} unreachable (attempt {state.attempt_number}); retrying in {wait:.2f}s")
+
+    try:
+        async for att in AsyncRetrying(wait=wait_exponential_jitter(initial=0.1, max=2.0), stop=stop_after_delay(timeout_s),
+                                       retry=retry_if_exception_type(KafkaConnectionError), before_sleep=before_sleep):
+            with att:
+                n += 1
+                return await attempt()
+    except RetryError as e:
+        err = e.last_attempt.exception()
+        raise PhaserError(f"cannot reach Kafka at {bootstrap} after {n} attempts over {timeout_s:g}s "
+                          f"({err.__class__.__name__})") from None
+
+
 async def ensure_topics(bootstrap: str, n_instances: int, topics: Topics = Topics()) -> dict[str, int]:
     """Create every topic if missing (idempotent); ``assignments`` gets at least
-    ``n_instances`` partitions. Returns topic -> partitions requested."""
+    ``n_instances`` partitions. Returns topic -> partitions requested. An unreachable
+    broker is retried (``reach``)."""
     if n_instances < 1:
         raise PhaserError(f"need at least one instance, got {n_instances}")
     wanted = topics.partitions(n_instances)
     try:
-        await create_topics(bootstrap, wanted)
+        await reach(bootstrap, lambda: create_topics(bootstrap, wanted))
     except KafkaError as e:
         raise _kafka_error(bootstrap, e) from None
     admin = AIOKafkaAdminClient(bootstrap_servers=bootstrap, request_timeout_ms=10_000, **client_options())

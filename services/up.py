@@ -125,6 +125,8 @@ def child_commands(cfg: UpConfig, bootstrap: str, prefix: str) -> dict[str, list
     clocked = common + ["--time-scale", repr(cfg.time_scale)]
     online = cfg.policy == ONLINE_POLICY
     policy = ["--policy", ONLINE_FALLBACK, "--store", cfg.checkpoints] if online else ["--policy", cfg.policy]
+    if cfg.checkpoint and not online:  # rl-*: serve this checkpoint instead of the shipped one
+        policy += ["--checkpoint", cfg.checkpoint]
     cmds = {"router": py + ["router"] + policy + ["--instances", str(cfg.instances), "--profile", cfg.profile,
                                                   "--predictor", cfg.predictor, "--seed", str(cfg.seed),
                                                   "--heartbeat-s", repr(cfg.heartbeat_s)] + clocked}
@@ -257,6 +259,25 @@ async def _drive_and_collect(cfg: UpConfig, requests: list, bootstrap: str, topi
     return tally
 
 
+def check_config(cfg: UpConfig) -> None:
+    """Refuse what a child would refuse, before any child (or broker) starts: the policy, the
+    profile(s), and a ``--checkpoint`` (learned policies only; it must load and fit the cluster)."""
+    from phaser.engine.profiles import get_profile
+    from phaser.policies.base import available, is_learned
+
+    if cfg.policy not in available():
+        raise PhaserError(f"unknown policy {cfg.policy!r}; known: {', '.join(available())}")
+    for p in (x.strip() for x in cfg.profile.split(",")):
+        if p:
+            get_profile(p)
+    if cfg.checkpoint:
+        if not is_learned(cfg.policy):
+            raise PhaserError(f"--checkpoint is for learned policies (rl, rl-*): --policy {cfg.policy} would ignore it")
+        from phaser.rl.checkpoint import check_compatible, load_checkpoint
+
+        check_compatible(load_checkpoint(cfg.checkpoint), cfg.instances)
+
+
 def run_up(cfg: UpConfig, hook=None, capture: dict | None = None) -> dict:
     """Run the stack end to end; returns the summary dict (see ``services.summary``).
     ``hook``: fault injection during the load (see ``_drive_and_collect``, ``services.chaos``)."""
@@ -276,6 +297,7 @@ def run_up(cfg: UpConfig, hook=None, capture: dict | None = None) -> dict:
     elif cfg.backend != "sim":
         raise PhaserError(f"unknown --backend {cfg.backend!r}; known: sim, openai")
     StackClock(cfg.time_scale)  # validates --time-scale here, not in every child
+    check_config(cfg)
     worker_ranges(cfg.instances, cfg.workers)
     requests = load_workload(cfg.workload, n=cfg.requests, rate=cfg.rate, seed=cfg.seed)
     prefix = cfg.topic_prefix if cfg.topic_prefix is not None else ("" if cfg.bootstrap is None else f"up-{uuid.uuid4().hex[:8]}-")

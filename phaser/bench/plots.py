@@ -53,13 +53,21 @@ def latency_vs_load(rows: list[dict], out_dir: str | Path, *, slo_ttft_p99: floa
     from matplotlib.ticker import FuncFormatter, NullFormatter
 
     out = Path(out_dir)
-    out.mkdir(parents=True, exist_ok=True)
     by_sc: dict[str, dict[str, list[dict]]] = defaultdict(lambda: defaultdict(list))
     for r in rows:
-        if r.get("rate") is not None:
-            by_sc[_group(r)][r["policy"]].append(r)
+        by_sc[_group(r)][r["policy"]].append(r)
+    one_file = out.suffix.lower() == ".png"
+    if one_file:
+        if len(by_sc) != 1:
+            from phaser.errors import PhaserError
+
+            raise PhaserError(f"--plot {out} names one PNG but the run makes {len(by_sc)} figures "
+                              "(one per scenario): give a directory")
+        out.parent.mkdir(parents=True, exist_ok=True)
+    else:
+        out.mkdir(parents=True, exist_ok=True)
     all_pols = sorted({p for pols in by_sc.values() for p in pols})
-    colors = plt.get_cmap("tab10").colors
+    colors = plt.get_cmap("tab20" if len(all_pols) > 10 else "tab10").colors
     style = {p: (colors[i % len(colors)], MARKERS[i % len(MARKERS)]) for i, p in enumerate(all_pols)}
     slo = {"ttft_p99": slo_ttft_p99, "tbt_p99": slo_tbt_p99}
     plain = FuncFormatter(lambda v, _: f"{v:g}")
@@ -67,7 +75,12 @@ def latency_vs_load(rows: list[dict], out_dir: str | Path, *, slo_ttft_p99: floa
     for scn, pols in sorted(by_sc.items()):
         any_row = next(iter(pols.values()))[0]
         repeats = max(r.get("repeats", 1) for rs in pols.values() for r in rs)
-        rates = sorted({r["rate"] for rs in pols.values() for r in rs})
+        rates = sorted({r["rate"] for rs in pols.values() for r in rs}, key=lambda x: -1 if x is None else x)
+        if len(rates) == 1:  # one load point: lines would be dots; compare the policies as bars
+            path = out if one_file else out / _file_name(scn)
+            _bars(plt, pols, any_row, repeats, rates[0], slo, style, path)
+            written.append(path)
+            continue
         # error bars of different policies at one rate would sit on top of each other: dodge them
         dodge = 0.012 * (rates[-1] - rates[0]) if repeats > 1 and len(rates) > 1 else 0.0
         fig, axes = plt.subplots(1, len(PANELS), figsize=(15, 4.6))
@@ -104,8 +117,33 @@ def latency_vs_load(rows: list[dict], out_dir: str | Path, *, slo_ttft_p99: floa
         fig.suptitle(f"{any_row['scenario']}{f' ({stale})' if stale else ''}: {any_row['workload']} on "
                      f"{any_row['instances']} × {any_row['profile']}{ci}")
         fig.tight_layout(rect=(0, 0.08, 1, 1))
-        path = out / _file_name(scn)
+        path = out if one_file else out / _file_name(scn)
         fig.savefig(path, dpi=110)
         plt.close(fig)
         written.append(path)
     return written
+
+
+def _bars(plt, pols: dict, any_row: dict, repeats: int, rate, slo: dict, style: dict, path: Path) -> None:
+    """One load point: per panel, one bar per policy (sorted by mean E2E), 95 % CI whiskers when repeated."""
+    order = sorted(pols, key=lambda p: pols[p][0]["e2e_mean"])
+    fig, axes = plt.subplots(1, len(PANELS), figsize=(15, 4.8))
+    for ax, (key, label) in zip(axes, PANELS):
+        ys = [pols[p][0][key] for p in order]
+        err = [pols[p][0].get(f"{key}_ci95") or 0.0 for p in order]
+        ax.bar(range(len(order)), ys, yerr=err if repeats > 1 and any(err) else None, capsize=3,
+               color=[style[p][0] for p in order])
+        ax.set_xticks(range(len(order)), order, rotation=60, ha="right", fontsize=8)
+        if slo.get(key) is not None:
+            ax.axhline(slo[key], color="0.3", ls="--", lw=1)
+            ax.annotate(f"SLO {slo[key]:g} s", (0.01, slo[key]), xycoords=("axes fraction", "data"),
+                        xytext=(0, 3), textcoords="offset points", fontsize=8, color="0.3")
+        ax.set_title(label, fontsize=10)
+        ax.grid(True, axis="y", alpha=0.3)
+    ci = f", mean ± 95% CI of {repeats} seeds" if repeats > 1 else ""
+    at = "the trace's own timing" if rate is None else f"{rate:g} req/s"
+    fig.suptitle(f"{any_row['scenario']}: {any_row['workload']} on {any_row['instances']} × {any_row['profile']} "
+                 f"at {at}{ci}")
+    fig.tight_layout()
+    fig.savefig(path, dpi=110)
+    plt.close(fig)

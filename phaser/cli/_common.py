@@ -42,3 +42,15 @@ MetricsPortOpt = typer.Option(
     None, "--metrics-port", envvar="PHASER_METRICS_PORT", min=0, max=65535,
     help="Serve Prometheus /metrics on this port (0: a free port, printed at start); off when absent.",
 )
+
+
+def policy_help(what: str = "Routing policy") -> str:
+    """``--policy`` help pointing at the list every such command prints below its options."""
+    return f"{what} (the known policies are listed at the end of this help)."
+
+
+def policy_epilog() -> str:
+    """Every registered policy, full width at the end of a command's help (option cells truncate)."""
+    from phaser.policies.base import available
+
+    return "Policies: " + ", ".join(available()) + "."

@@ -16,6 +16,8 @@ from typing import Optional
 
 import typer
 
+from phaser.cli._common import policy_help, policy_epilog
+
 from phaser.errors import PhaserError
 
 
@@ -44,6 +46,16 @@ def _delays(spec: str | None, flag: str) -> list[float | None]:
     return list(dict.fromkeys(vals))
 
 
+def _print_whole(console, table) -> None:
+    """Print a table at the width it needs, never truncating a cell (CIs are wide)."""
+    from rich.console import Console
+
+    need = Console(width=100_000).measure(table).maximum
+    if need > console.width:
+        console = Console(width=need, file=console.file)
+    console.print(table)
+
+
 def _kv_options(items: list[str]) -> dict:
     out: dict = {}
     for it in items:
@@ -68,7 +80,8 @@ def _records_path(base: Path, row: dict, many: bool) -> Path:
 
 
 def register(app: typer.Typer) -> None:
-    bench_app = typer.Typer(help="Benchmark routing policies in the simulator.", no_args_is_help=False)
+    bench_app = typer.Typer(help="Benchmark routing policies in the simulator.", no_args_is_help=False,
+                            epilog=policy_epilog())
     app.add_typer(bench_app, name="bench")
     _register_engine_fidelity(bench_app)
     _register_vidur_compare(bench_app)
@@ -82,7 +95,7 @@ def register(app: typer.Typer) -> None:
                                                     "paper-a100-chunked, paper-8x, paper-v100-16gb, azure-conv, azure-code, prefix-heavy."),
         workload: Optional[str] = typer.Option(None, "--workload", envvar="PHASER_BENCH_WORKLOAD",
                                                help="Workload name or file (instead of --scenario)."),
-        instances: Optional[int] = typer.Option(None, "--instances", envvar="PHASER_BENCH_INSTANCES",
+        instances: Optional[int] = typer.Option(None, "--instances", envvar="PHASER_BENCH_INSTANCES", min=1,
                                                 help="Instance count (overrides the scenario's)."),
         profile: Optional[str] = typer.Option(None, "--profile", "--profile-file", envvar="PHASER_BENCH_PROFILE",
                                               help="Latency profile name or file, e.g. from `phaser calibrate` "
@@ -95,7 +108,7 @@ def register(app: typer.Typer) -> None:
         max_batched_tokens: Optional[int] = typer.Option(None, "--max-batched-tokens",
                                                          help="Max batched tokens per iteration (chunked prefill)."),
         policies: str = typer.Option("all", "--policies", envvar="PHASER_BENCH_POLICIES",
-                                     help="Comma-separated policy names, or 'all' (every heuristic)."),
+                                     help=policy_help("Comma-separated policy names, or 'all' (every heuristic)")),
         repeat: int = typer.Option(1, "--repeat", envvar="PHASER_BENCH_REPEAT", help="Seeds per run (mean ± 95% CI)."),
         seed: int = typer.Option(0, "--seed", envvar="PHASER_SEED", help="First seed; repeats use seed..seed+K-1."),
         checkpoint: Optional[Path] = typer.Option(None, "--checkpoint", envvar="PHASER_CHECKPOINT",
@@ -111,7 +124,8 @@ def register(app: typer.Typer) -> None:
                                                             "comma-separated values sweep it."),
         json_path: Optional[Path] = typer.Option(None, "--json", help="Write one JSON row per run to PATH."),
         plot_dir: Optional[Path] = typer.Option(None, "--plot", help="Write latency-vs-load PNGs to DIR (one per "
-                                                "scenario, a line per policy, the SLOs dashed)."),
+                                                "scenario, a line per policy, the SLOs dashed; one rate: a bar per "
+                                                "policy), or to PATH.png when the run makes one figure."),
         records: Optional[Path] = typer.Option(None, "--records", help="Per-request records (.jsonl or .csv); "
                                                "several runs get the run in the file name."),
         capacity: bool = typer.Option(False, "--capacity", help="Find each policy's capacity at the SLO by bisection."),
@@ -170,6 +184,9 @@ def register(app: typer.Typer) -> None:
                       f"or KV capacity and become rejected records (e.g. {why})", file=sys.stderr)
         pols = runner.resolve_policies(policies)
         common = _kv_options(policy_opt)
+        from phaser.policies.base import check_options
+
+        check_options(pols, common)
 
         def options_for(name: str) -> dict:
             o = dict(common)
@@ -180,9 +197,13 @@ def register(app: typer.Typer) -> None:
         rates = _rates(rate)
         hb_delays = _delays(heartbeat_delay, "--heartbeat-delay")
         cd_delays = _delays(completion_delay, "--completion-delay")
+        figures = len(scs) * len(hb_delays) * len(cd_delays)
+        if plot_dir is not None and plot_dir.suffix.lower() == ".png" and figures > 1:
+            raise PhaserError(f"--plot {plot_dir} names one PNG but this run makes {figures} figures "
+                              "(one per scenario and view delay): give a directory")
         seeds = list(range(seed, seed + repeat))
         console = Console(stderr=True)
-        out = Console(width=max(220, Console().width))
+        out = Console(width=max(220, Console().width))  # the bench table gets the width it needs (bench_print)
         if capacity:
             if len(hb_delays) > 1 or len(cd_delays) > 1:
                 raise PhaserError("--capacity takes one --heartbeat-delay / --completion-delay value, not a sweep")
@@ -207,7 +228,7 @@ def register(app: typer.Typer) -> None:
                                    heartbeat_delays=hb_delays, completion_delays=cd_delays,
                                    on_row=on_row, keep_records=records is not None)
         agg = runner.aggregate(rows)
-        out.print(bench_table(agg))
+        _print_whole(out, bench_table(agg))
         for (scn, r, hb, cd), a in sorted(runner.strongest([a for a in agg if not runner.is_learned(a["policy"])]).items(),
                                           key=lambda kv: (kv[0][0], kv[0][1] or 0, kv[0][2] or 0, kv[0][3] or 0)):
             imp = a.get("improvement_vs_rr_pct")
@@ -229,11 +250,11 @@ def register(app: typer.Typer) -> None:
             for p in latency_vs_load(agg, plot_dir, slo_ttft_p99=slo_ttft_p99, slo_tbt_p99=slo_tbt_p99):
                 out.print(f"wrote {p}")
 
-    @bench_app.command("router-latency")
+    @bench_app.command("router-latency", epilog=policy_epilog())
     def router_latency(
         policies: str = typer.Option("all", "--policies", envvar="PHASER_BENCH_POLICIES",
-                                     help="Comma-separated policy names, or 'all' (every heuristic; "
-                                          "rl-* join with --checkpoint, or name them for the shipped ones)."),
+                                     help=policy_help("Comma-separated policy names, or 'all' (every heuristic; "
+                                                      "rl-* join with --checkpoint, or name them for the shipped ones)")),
         instances: str = typer.Option("4,16", "--instances", help="Cluster sizes, comma-separated."),
         decisions: int = typer.Option(2000, "--decisions", help="Timed decisions per (policy, size)."),
         profile: str = typer.Option("a100-llama3-8b", "--profile", "--profile-file", envvar="PHASER_BENCH_PROFILE",
@@ -271,7 +292,7 @@ def register(app: typer.Typer) -> None:
             json_path.write_text(json.dumps([asdict(r) for r in res], indent=1))
 
 
-    @bench_app.command("headroom")
+    @bench_app.command("headroom", epilog=policy_epilog())
     def headroom(
         scenario: str = typer.Option("paper-v100", "--scenario", envvar="PHASER_BENCH_SCENARIO",
                                      help="Built-in scenario(s), comma-separated."),
@@ -420,7 +441,7 @@ def _register_engine_fidelity(bench_app: typer.Typer) -> None:
 
 
 def _register_leaderboard(bench_app: typer.Typer) -> None:
-    @bench_app.command("leaderboard")
+    @bench_app.command("leaderboard", epilog=policy_epilog())
     def leaderboard(
         families: Optional[str] = typer.Option(None, "--families", help="Comma-separated families (default: all): "
                                                "paper, kv-starved, bursty-long-prompt, conversation, heterogeneous, prefix-heavy."),

@@ -6,6 +6,8 @@ from pathlib import Path
 
 import typer
 
+from phaser.cli._common import policy_help, policy_epilog
+
 from phaser.cli._stack import ProfileOpt, TimeScaleOpt
 
 
@@ -14,7 +16,7 @@ def register(app: typer.Typer) -> None:
 
     d = ChaosConfig()
 
-    @app.command("chaos")
+    @app.command("chaos", epilog=policy_epilog())
     def chaos(
         broker: str = typer.Option(d.broker, "--broker", envvar="PHASER_CHAOS_BROKER",
                                    help="Broker chaos starts on loopback: tansu (embedded) or kafka (Apache Kafka; needs Java)."),
@@ -25,7 +27,7 @@ def register(app: typer.Typer) -> None:
         instances: int = typer.Option(d.instances, "--instances", envvar="PHASER_INSTANCES", min=2,
                                       help="Instances (two workers, half each)."),
         profile: str = ProfileOpt,
-        policy: str = typer.Option(d.policy, "--policy", envvar="PHASER_POLICY", help="Routing policy."),
+        policy: str = typer.Option(d.policy, "--policy", envvar="PHASER_POLICY", help=policy_help()),
         time_scale: float = TimeScaleOpt,
         seed: int = typer.Option(d.seed, "--seed", envvar="PHASER_SEED", help="Seed of the workload."),
         at_s: float = typer.Option(d.at_s, "--at", min=0.0, help="Wall seconds into the load when the fault strikes."),

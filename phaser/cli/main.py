@@ -20,8 +20,21 @@ app = typer.Typer(
 )
 
 
+def _version(value: bool) -> None:
+    if value:
+        from importlib.metadata import PackageNotFoundError, version
+
+        try:
+            v = version("phaser")
+        except PackageNotFoundError:  # run from a checkout without installing it
+            v = "unknown (not installed)"
+        typer.echo(f"phaser {v}")
+        raise typer.Exit(0)
+
+
 @app.callback()
-def _root() -> None:
+def _root(show_version: bool = typer.Option(False, "--version", callback=_version, is_eager=True,
+                                            help="Print phaser's version and exit.")) -> None:
     """Phase-aware load balancer for LLM inference."""
 
 

@@ -4,14 +4,14 @@ from __future__ import annotations
 
 import typer
 
-from phaser.cli._common import BootstrapOpt, MetricsPortOpt
+from phaser.cli._common import BootstrapOpt, MetricsPortOpt, policy_help, policy_epilog
 from phaser.cli._stack import ProfileOpt, TimeScaleOpt, TopicPrefixOpt
 
 
 def register(app: typer.Typer) -> None:
-    @app.command("router")
+    @app.command("router", epilog=policy_epilog())
     def router(
-        policy: str = typer.Option("round-robin", "--policy", envvar="PHASER_POLICY", help="Routing policy name (see `phaser bench --help`)."),
+        policy: str = typer.Option("round-robin", "--policy", envvar="PHASER_POLICY", help=policy_help()),
         instances: int = typer.Option(4, "--instances", envvar="PHASER_INSTANCES", min=1, help="Number of instances to route to (0..N-1)."),
         profile: str = ProfileOpt,
         predictor: str = typer.Option("online", "--predictor", envvar="PHASER_PREDICTOR",

@@ -7,6 +7,8 @@ from pathlib import Path
 
 import typer
 
+from phaser.cli._common import policy_help, policy_epilog
+
 from phaser.cli._stack import BackendOpt, EndpointOpt, ProfileOpt, TimeScaleOpt, split_endpoints
 from services.up import UpConfig
 
@@ -19,7 +21,7 @@ REAL_ENGINE_RATE = 1.0
 def register(app: typer.Typer) -> None:
     d = UpConfig()
 
-    @app.command("up")
+    @app.command("up", epilog=policy_epilog())
     def up(
         requests: int = typer.Option(0, "--requests", envvar="PHASER_REQUESTS", min=0,
                                      help="Number of requests to send (0 = 1000; 50 with real engines)."),
@@ -34,7 +36,7 @@ def register(app: typer.Typer) -> None:
         workers: int = typer.Option(0, "--workers", envvar="PHASER_WORKERS", min=0,
                                     help="Worker processes to spread the instances over (0 = one per 16 instances)."),
         profile: str = ProfileOpt,
-        policy: str = typer.Option(d.policy, "--policy", envvar="PHASER_POLICY", help="Routing policy."),
+        policy: str = typer.Option(d.policy, "--policy", envvar="PHASER_POLICY", help=policy_help()),
         predictor: str = typer.Option(d.predictor, "--predictor", envvar="PHASER_PREDICTOR", help="Output-length predictor."),
         chunked_prefill: bool = typer.Option(False, "--chunked-prefill/--no-chunked-prefill", envvar="PHASER_CHUNKED_PREFILL",
                                              help="Chunked prefill in every instance."),

@@ -69,3 +69,23 @@ def make_policy(name: str, n_instances: int, seed: int = 0, **options) -> Policy
     if name not in _REGISTRY:
         raise PhaserError(f"unknown policy {name!r}; known: {', '.join(names)}")
     return _REGISTRY[name](n_instances=n_instances, seed=seed, **options)
+
+
+def option_names(name: str) -> set[str]:
+    """The keyword options policy ``name`` takes (``--policy-opt KEY=VALUE``), from its factory's signature."""
+    import inspect
+
+    available()
+    if name not in _REGISTRY:
+        raise PhaserError(f"unknown policy {name!r}; known: {', '.join(available())}")
+    params = inspect.signature(_REGISTRY[name]).parameters.values()
+    return {p.name for p in params if p.kind is p.KEYWORD_ONLY or p.kind is p.POSITIONAL_OR_KEYWORD} - {"n_instances", "seed"}
+
+
+def check_options(policies: list[str], options: dict) -> None:
+    """Refuse an option none of ``policies`` takes (it would be silently ignored)."""
+    taken = {p: option_names(p) for p in policies}
+    for key in options:
+        if not any(key in t for t in taken.values()):
+            known = "; ".join(f"{p}: {', '.join(sorted(t)) or '(none)'}" for p, t in taken.items())
+            raise PhaserError(f"no policy here takes option {key!r} ({known})")
