@@ -71,6 +71,10 @@ class Snapshot:
     lag_by_topic: dict[str, dict[str, int]]  # group -> base topic -> records behind
     latency: dict[str, dict[str, float]]  # field -> {p50, p90, p99}
     completions: int
+    #: instance -> its last heartbeat: running, waiting, kv_used (fraction), health
+    instances: dict[int, dict] = field(default_factory=dict)
+    #: policy versions: serving (last promoted/pinned/rolled-back-to), canary (in flight), last event
+    policy: dict = field(default_factory=dict)
 
 
 @dataclass
@@ -82,12 +86,43 @@ class MonitorCore:
     _stamps: dict[str, deque] = field(default_factory=dict)
     _lat: dict[str, deque] = field(default_factory=dict)
     completions: int = 0
+    instances: dict[int, dict] = field(default_factory=dict)
+    policy: dict = field(default_factory=dict)
 
     def on_record(self, topic: str, partition: int, offset: int, ts_wall: float, value: bytes | None) -> None:
         key = (topic, partition)
         self.high[key] = max(self.high.get(key, 0), offset + 1)
         self.totals[topic] = self.totals.get(topic, 0) + 1
         self._stamps.setdefault(topic, deque()).append(ts_wall)
+        if topic == "instance-status":
+            try:
+                st = protos.decode("instance-status", value)
+            except protos.DecodeError:
+                return
+            self.instances[st.instance] = {
+                "running": st.running_prefill + st.running_decode, "waiting": st.waiting,
+                "kv_used": st.kv_blocks_used / st.kv_blocks_total, "health": st.health, "profile": st.profile}
+            return
+        if topic == "policy-updates":
+            try:
+                u = protos.decode("policy-updates", value)
+            except protos.DecodeError:
+                return
+            p = self.policy
+            if u.kind == "canary":
+                p["canary"] = u.version
+            elif u.kind in ("promoted", "pinned"):
+                p["serving"], p["canary"] = u.version, None
+                p["pinned"] = u.kind == "pinned"
+            elif u.kind == "rolled_back":
+                p["canary"] = None
+                if "to_version" in u.stats:
+                    p["serving"] = int(u.stats["to_version"])
+            elif u.kind == "published":
+                p["latest_published"] = u.version
+            p["last_event"] = f"{u.kind} v{u.version}" + (f": {u.reason}" if u.reason else "")
+            p["rollbacks"] = p.get("rollbacks", 0) + (u.kind == "rolled_back")
+            return
         if topic == "completions":
             try:
                 c = protos.decode("completions", value)
@@ -120,13 +155,15 @@ class MonitorCore:
             if vals:
                 p50, p90, p99 = np.percentile(np.fromiter(vals, float), [50, 90, 99])
                 latency[f] = {"p50": float(p50), "p90": float(p90), "p99": float(p99)}
-        return Snapshot(rates, {t: self.totals.get(t, 0) for t in TOPICS}, lag, by_topic, latency, self.completions)
+        return Snapshot(rates, {t: self.totals.get(t, 0) for t in TOPICS}, lag, by_topic, latency, self.completions,
+                        {i: dict(v) for i, v in sorted(self.instances.items())}, dict(self.policy))
 
 
 def snapshot_dict(s: Snapshot) -> dict:
     """The snapshot as JSON-ready data: rates per wall second, lags in records, latencies in stack seconds (``_s``)."""
     return {"rates_per_s": s.rates, "totals": s.totals, "lag": s.lag, "lag_by_topic": s.lag_by_topic,
-            "latency_s": s.latency, "completions": s.completions}
+            "latency_s": s.latency, "completions": s.completions, "instances": {str(i): v for i, v in s.instances.items()},
+            "policy": s.policy}
 
 
 def _lag(v: int | None) -> str:
@@ -154,6 +191,13 @@ def render_table(s: Snapshot):
     for f, v in s.latency.items():
         t.add_row(f"{f[:-2]} p50/p90/p99", f"{v['p50']:.3f}s", f"{v['p90']:.3f}s / {v['p99']:.3f}s")
     t.add_row("completions", str(s.completions), f"window {LATENCY_WINDOW}")
+    for i, v in s.instances.items():
+        t.add_row(f"instance {i}", f"{v['running']} running", f"{v['waiting']} waiting, KV {v['kv_used']:.0%}"
+                  + ("" if v["health"] == "ok" else f", {v['health']}"))
+    if s.policy:
+        p = s.policy
+        t.add_row("policy", f"v{p['serving']}" if p.get("serving") is not None else "fallback",
+                  (f"canary v{p['canary']}, " if p.get("canary") is not None else "") + str(p.get("last_event", "")))
     return t
 
 

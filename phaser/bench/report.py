@@ -7,14 +7,19 @@ from __future__ import annotations
 from rich.table import Table
 
 
-def _fmt(a: dict, m: str, digits: int = 3) -> str:
-    v, ci = a[m], a.get(f"{m}_ci95", 0.0)
+def _fmt(a: dict, m: str, digits: int = 3, scale: float = 1.0) -> str:
+    v, ci = a[m] * scale, a.get(f"{m}_ci95", 0.0) * scale
     if a.get("repeats", 1) > 1 and ci == ci:
-        return f"{v:.{digits}f}±{ci:.{digits}f}"
-    return f"{v:.{digits}f}"
+        return f"{v:,.{digits}f}±{ci:,.{digits}f}"
+    return f"{v:,.{digits}f}"
 
 
-def bench_table(agg: list[dict], title: str = "phaser bench (seconds)") -> Table:
+def _ms(a: dict, m: str, digits: int = 1) -> str:
+    """A latency (seconds in the rows and JSON) printed in milliseconds."""
+    return _fmt(a, m, digits, 1000.0)
+
+
+def bench_table(agg: list[dict], title: str = "phaser bench (latencies in stack ms; JSON keeps seconds)") -> Table:
     delays = any(a.get("heartbeat_delay_s") is not None or a.get("completion_delay_s") is not None for a in agg)
     t = Table(title=title, show_lines=False, header_style="bold")
     for col in ("scenario", "rate", *(("hb delay", "compl. delay") if delays else ()), "policy", "E2E mean", "E2E p50", "E2E p90", "E2E p99", "TTFT mean",
@@ -28,9 +33,9 @@ def bench_table(agg: list[dict], title: str = "phaser bench (seconds)") -> Table
         imp = a.get("improvement_vs_rr_pct")
         cols = (delay(a.get("heartbeat_delay_s")), delay(a.get("completion_delay_s"))) if delays else ()
         t.add_row(a["scenario"], f"{a['rate']:.1f}" if a["rate"] else "trace", *cols, a["policy"],
-                  _fmt(a, "e2e_mean"), _fmt(a, "e2e_p50"), _fmt(a, "e2e_p90"), _fmt(a, "e2e_p99"),
-                  _fmt(a, "ttft_mean"), _fmt(a, "ttft_p50"), _fmt(a, "ttft_p90"), _fmt(a, "ttft_p99"),
-                  _fmt(a, "tbt_mean", 4), _fmt(a, "tbt_p99", 4), _fmt(a, "router_wait_mean"),
+                  _ms(a, "e2e_mean"), _ms(a, "e2e_p50"), _ms(a, "e2e_p90"), _ms(a, "e2e_p99"),
+                  _ms(a, "ttft_mean"), _ms(a, "ttft_p50"), _ms(a, "ttft_p90"), _ms(a, "ttft_p99"),
+                  _ms(a, "tbt_mean", 2), _ms(a, "tbt_p99", 2), _ms(a, "router_wait_mean"),
                   _fmt(a, "preemptions", 1), _fmt(a, "rejected", 0), "" if imp is None else f"{imp:+.2f}")
     return t
 

@@ -460,3 +460,6 @@ def test_the_monitor_agrees_with_the_summary_and_prometheus(observed):
             est = ctx.one(f"histogram_quantile({x}, sum by (le) (rate({metric}_bucket[$__rate_interval])))")
             _near_bucket(REQUEST_BUCKETS_S, est, mon["latency_s"][field][p])
     assert mon["lag_by_topic"]["phaser-router"]["requests"] == 0 and mon["lag"]["phaser-worker"] == 0
+    # per-instance load from the heartbeats: the finished stack is idle, like Prometheus' gauges
+    assert set(mon["instances"]) == {str(i) for i in range(INSTANCES)}
+    assert all(v["running"] == 0 and v["kv_used"] == 0 and v["health"] == "ok" for v in mon["instances"].values())

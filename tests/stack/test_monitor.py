@@ -94,3 +94,17 @@ def test_monitor_exits_with_one_line_when_the_broker_goes_away():
     lines = err.strip().splitlines()
     assert "Traceback" not in err and "Unclosed" not in err, err
     assert lines[0].startswith("monitor: lost the broker") and lines[-1].startswith("error: the broker at"), lines
+
+
+def test_core_tracks_instances_and_policy_versions():
+    core = MonitorCore()
+    st = protos.InstanceStatus(instance=1, ts_s=1.0, profile="p", running_prefill=1, running_decode=3, waiting=2,
+                               kv_blocks_used=25, kv_blocks_total=100, tokens_in_flight=400)
+    core.on_record("instance-status", 0, 0, 1.0, protos.encode(st))
+    for k, (kind, v, stats) in enumerate([("promoted", 3, {}), ("canary", 4, {}), ("rolled_back", 4, {"to_version": 3.0})]):
+        u = protos.PolicyUpdate(kind=kind, version=v, ts_s=float(k), stats=stats, reason="guard" if kind == "rolled_back" else "")
+        core.on_record("policy-updates", 0, k, 1.0, protos.encode(u))
+    snap = core.snapshot(2.0, {})
+    assert snap.instances == {1: {"running": 4, "waiting": 2, "kv_used": 0.25, "health": "ok", "profile": "p"}}
+    assert snap.policy["serving"] == 3 and snap.policy["canary"] is None and snap.policy["rollbacks"] == 1
+    assert snap.policy["last_event"] == "rolled_back v4: guard"
