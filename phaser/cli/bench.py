@@ -292,6 +292,44 @@ def register(app: typer.Typer) -> None:
             json_path.write_text(json.dumps([asdict(r) for r in res], indent=1))
 
 
+    @bench_app.command("replicas", epilog=policy_epilog())
+    def replicas_cmd(
+        policies: str = typer.Option(",".join(__import__("phaser.bench.replicas", fromlist=["POLICIES"]).POLICIES),
+                                     "--policies", envvar="PHASER_BENCH_POLICIES", help=policy_help("Comma-separated policies")),
+        replicas: str = typer.Option("1,2,4,8", "--replicas", help="Router replica counts, comma-separated (1 is the baseline)."),
+        delays: str = typer.Option("0,0.02,0.05,0.2", "--delays",
+                                   help="Seconds a replica sees the others' assignments late, comma-separated."),
+        scenario: Optional[str] = typer.Option(None, "--scenario", help="Built-in scenario (default: the kv-starved "
+                                                                         "family: paper-mix on 4 x V100-16GB at 5 req/s)."),
+        rate: Optional[float] = typer.Option(None, "--rate", min=0.001, help="Arrival rate, req/s (default: the scenario's)."),
+        requests: Optional[int] = typer.Option(None, "--requests", min=10, help="Requests per run (default: the scenario's)."),
+        repeat: int = typer.Option(3, "--repeat", min=1, help="Seeds (mean ± 95% CI, paired)."),
+        json_path: Optional[Path] = typer.Option(None, "--json", help="Write the rows as JSON."),
+    ) -> None:
+        """What router replicas cost: each replica decides its own share of the requests with its own view,
+        seeing the others' assignments late; mean E2E change vs one router per policy, replica count and delay."""
+        from rich.console import Console
+
+        from phaser.bench import runner
+        from phaser.bench.replicas import DEFAULT, run_replicas, table
+        from phaser.bench.scenarios import get_scenario
+
+        try:
+            reps = sorted({int(x) for x in replicas.split(",") if x.strip()} | {1})
+            dls = sorted({float(x) for x in delays.split(",") if x.strip()})
+        except ValueError:
+            raise PhaserError("--replicas takes integers and --delays seconds, comma-separated") from None
+        if min(reps) < 1 or (dls and min(dls) < 0) or not dls:
+            raise PhaserError("--replicas must be >= 1 and --delays >= 0 s")
+        pols = runner.resolve_policies(policies)
+        sc = (get_scenario(scenario) if scenario else DEFAULT).with_(n_requests=requests)
+        console = Console(stderr=True)
+        res = run_replicas(sc, pols, reps, dls, seeds=repeat, rate=rate, progress=lambda m: console.log(m))
+        _print_whole(Console(), table(res))
+        if json_path is not None:
+            json_path.parent.mkdir(parents=True, exist_ok=True)
+            json_path.write_text(json.dumps(res, indent=1))
+
     @bench_app.command("headroom", epilog=policy_epilog())
     def headroom(
         scenario: str = typer.Option("paper-v100", "--scenario", envvar="PHASER_BENCH_SCENARIO",

@@ -25,6 +25,14 @@ Only the head of the router queue is ever decided (as the paper's router). A
 decision is needed when a request becomes the head at an arrival or after the
 previous head was placed, and at every tick while it waits.
 
+**Router replicas** (``SimConfig.replicas`` R > 1, ``phaser.bench.replicas``):
+each request is decided by the replica its id hashes to, with that replica's
+own view (``views[r]``) and policy (``run`` takes one policy per replica); a
+replica's own assignment reaches its view at once and the others'
+``replica_delay_s`` later (kind 5, *view assign*); completions and heartbeats
+reach every view. A completion that overtakes its assignment at a replica is
+remembered and the late assignment dropped, so no view leaks outstanding work.
+
 Steppable for RL: ``next_decision()`` runs to the next decision and returns
 ``(job, view)`` (or ``None`` at the end); ``apply(action)`` places the head on
 instance ``action`` or, with ``None``, keeps it waiting until the next tick.
@@ -38,6 +46,7 @@ import heapq
 import math
 import random
 import time
+import zlib
 from collections import deque
 from dataclasses import dataclass, field
 
@@ -47,7 +56,7 @@ from phaser.errors import PhaserError
 from phaser.types import Job, bucket_of
 
 # event kinds, in tie-break order
-_INST, _DONE, _VIEW_DONE, _STATUS, _BEAT, _TICK = 0, 1, 2, 3, 4, 6
+_INST, _DONE, _VIEW_DONE, _STATUS, _BEAT, _VIEW_ASSIGN, _TICK = 0, 1, 2, 3, 4, 5, 6
 _INF = math.inf
 
 
@@ -73,6 +82,11 @@ class SimConfig:
     heartbeat_period_s: float = 0.5
     heartbeat_delay_s: float = 0.0
     completion_delay_s: float = 0.0
+    #: router replicas (``ReplicaSet`` below): each request is decided by the replica its id
+    #: hashes to (Kafka's keyed partitioning), with that replica's own view and policy; a
+    #: replica sees the others' assignments ``replica_delay_s`` late
+    replicas: int = 1
+    replica_delay_s: float = 0.0
 
     def __post_init__(self) -> None:
         if self.profiles:
@@ -97,6 +111,9 @@ class SimConfig:
             raise PhaserError(f"heartbeat period must be > 0 s, got {self.heartbeat_period_s}")
         if self.heartbeat_delay_s < 0 or self.completion_delay_s < 0:
             raise PhaserError("heartbeat and completion delays must be >= 0 s")
+        if self.replicas < 1 or self.replica_delay_s < 0:
+            raise PhaserError(f"replicas must be >= 1 and the replica delay >= 0 s, got {self.replicas}, "
+                              f"{self.replica_delay_s}")
         for name in self.profile_names():
             get_profile(name)
 
@@ -153,11 +170,15 @@ class ClusterSim:
                                    max_num_batched_tokens=cfg.max_num_batched_tokens,
                                    max_num_seqs=cfg.max_num_seqs, scheduler=cfg.scheduler)
                           for i, p in enumerate(self.profiles)]
-        if view is None:
-            from phaser.cluster.view import ClusterView
+        from phaser.cluster.view import ClusterView as ClusterViewOf
 
-            view = ClusterView(self.profiles)
+        if view is None:
+            view = ClusterViewOf(self.profiles)
         self.view = view
+        #: one view per router replica (the first is ``view``); see ``SimConfig.replicas``
+        self.views = [view] + [ClusterViewOf(self.profiles) for _ in range(cfg.replicas - 1)]
+        self._early: list[set[str]] = [set() for _ in self.views]  # completions seen before the assignment
+        self.pending_replica = 0
         self.predictor = predictor or NullPredictor()
         self.seed = seed
         self.policy_name = policy_name
@@ -237,11 +258,18 @@ class ClusterSim:
             if d > 0:
                 self._push(t + d, _VIEW_DONE, rec)
             else:
-                self.view.on_complete(rec.id, rec.instance, t)
+                self._view_done(rec, t)
         elif kind == _VIEW_DONE:
-            self.view.on_complete(payload.id, payload.instance, t)
+            self._view_done(payload, t)
         elif kind == _STATUS:
-            self.view.on_status(payload, t)
+            for v in self.views:
+                v.on_status(payload, t)
+        elif kind == _VIEW_ASSIGN:  # another replica's decision reaches this replica's view
+            r, job, i = payload
+            if job.id in self._early[r]:
+                self._early[r].discard(job.id)  # it finished before this replica heard of it
+            else:
+                self.views[r].on_assign(job, i, t)
         elif kind == _BEAT:
             i = payload
             inst = self.instances[i]
@@ -253,13 +281,30 @@ class ClusterSim:
             if d > 0:
                 self._push(t + d, _STATUS, st)
             else:
-                self.view.on_status(st, t)
+                for v in self.views:
+                    v.on_status(st, t)
             if not self._drained():
                 self._push(t + self.config.heartbeat_period_s, _BEAT, i)
         elif kind == _TICK:
             self._tick_pending = False
             if self.queue:
                 self._need_decision = True
+
+    def _view_done(self, rec, t: float) -> None:
+        views = self.views
+        if len(views) == 1:
+            views[0].on_complete(rec.id, rec.instance, t)
+            return
+        for r, v in enumerate(views):
+            if v.instance_of(rec.id) is not None:
+                v.on_complete(rec.id, rec.instance, t)
+            else:  # this replica has not seen the assignment yet: drop it when it comes
+                self._early[r].add(rec.id)
+
+    def replica_of(self, request_id: str) -> int:
+        """The replica that decides ``request_id`` (a stable hash, as Kafka partitions by key)."""
+        n = len(self.views)
+        return 0 if n == 1 else zlib.crc32(request_id.encode()) % n
 
     def _arrive(self) -> None:
         req = self._reqs[self._next_arrival]
@@ -287,7 +332,8 @@ class ClusterSim:
         while True:
             if self._need_decision and self.queue:
                 self._need_decision = False
-                view = self.view
+                r = self.pending_replica = self.replica_of(self.queue[0][0].id)
+                view = self.views[r]
                 view.advance_to(self.now)
                 view.router_queue_len = len(self.queue)
                 self._pending = self.queue[0]
@@ -330,14 +376,33 @@ class ClusterSim:
         self._collect(inst.advance(t))
         inst.add(req, t)
         self._assigned[req.id] = (t - req.arrival_s, i)
-        self.view.on_assign(job, i, t)
+        r = self.pending_replica
+        self.views[r].on_assign(job, i, t)  # the deciding replica knows at once
+        if len(self.views) > 1:
+            d = self.config.replica_delay_s
+            for o in range(len(self.views)):
+                if o != r:
+                    if d > 0:
+                        self._push(t + d, _VIEW_ASSIGN, (o, job, i))
+                    else:
+                        self.views[o].on_assign(job, i, t)
         self._reschedule(i)
         self._need_decision = bool(self.queue)
 
     def run(self, policy) -> None:
-        """Run ``policy`` until every request has finished."""
-        decide = policy.decide
+        """Run ``policy`` until every request has finished; with replicas, ``policy`` is a
+        list of one policy per replica (each decides its own requests with its own view)."""
         nd, ap = self.next_decision, self.apply
+        if isinstance(policy, (list, tuple)):
+            if len(policy) != len(self.views):
+                raise PhaserError(f"{len(self.views)} router replicas need {len(self.views)} policies, got {len(policy)}")
+            decides = [p.decide for p in policy]
+            while (d := nd()) is not None:
+                ap(decides[self.pending_replica](d[0], d[1]))
+            return
+        if len(self.views) > 1:
+            raise PhaserError("router replicas need one policy per replica (a list)")
+        decide = policy.decide
         while (d := nd()) is not None:
             ap(decide(d[0], d[1]))
 
@@ -375,8 +440,9 @@ def simulate(requests, policy, config: SimConfig | None = None, predictor=None, 
     from phaser.sim.metrics import summarize
 
     w0 = time.perf_counter()
+    first = policy[0] if isinstance(policy, (list, tuple)) else policy
     sim = ClusterSim(requests, config, predictor=predictor, seed=seed, view=view,
-                     policy_name=getattr(policy, "name", ""))
+                     policy_name=getattr(first, "name", ""))
     sim.run(policy)
     wall = time.perf_counter() - w0
     recs = sorted(sim.records, key=lambda r: (r.arrival_s, r.id))
