@@ -21,6 +21,7 @@ from __future__ import annotations
 
 import argparse
 import asyncio
+import sys
 import json
 import os
 import random
@@ -152,8 +153,11 @@ async def run_live(bootstrap: str, requests: list, *, instances: int, profile: s
                 if t.done() and t.exception() is not None:
                     t.result()  # a crashed service fails loudly
         run.publish_report = await load
-        if drive is not None:
-            await drive
+        if drive is not None:  # bounded: a driver waiting for something that cannot happen must not hang the run
+            try:
+                await asyncio.wait_for(drive, max(1.0, deadline - time.monotonic()))
+            except asyncio.TimeoutError:
+                print("warning: the run's driver did not finish before the deadline; stopped it", file=sys.stderr)
         end = time.monotonic() + settle_after_s  # late duplicates and the router's last events
         while time.monotonic() < end:
             msgs, _ = await fetch(consumer, pub, 0.1)
@@ -189,6 +193,8 @@ async def swap_benchmark(bootstrap: str, *, n_requests: int, rate: float, swaps:
             first = run.router.swap.first_decision_s
             for k, (v, path, checksum) in enumerate(versions, start=1):
                 while run.router.routed < k * n_requests / (swaps + 1) or (k > 1 and versions[k - 2][0] not in first):
+                    if run.router.routed >= n_requests:  # everything was routed: no version can decide any more
+                        return  # (a slow host: the caller sees fewer swaps than asked, rather than a hang)
                     await asyncio.sleep(0.001)
                 await publish_update(PolicyUpdate(kind="promoted", version=v, path=str(path), checksum=checksum,
                                                   reason="bench swap", ts_s=0.0))

@@ -139,7 +139,7 @@ async def reach(bootstrap: str, attempt, timeout_s: float | None = None, notify=
             notify(f"broker at {bootstrap} unreachable (attempt {state.attempt_number}); retrying in {wait:.2f}s")
 
     try:
-        async for att in AsyncRetrying(wait=wait_exponential_jitter(initial=0.1, max=2.0), stop=stop_after_delay(timeout_s),
+        async for att in AsyncRetrying(wait=wait_exponential_jitter(multiplier=0.1, max=2.0, jitter=0.1), stop=stop_after_delay(timeout_s),
                                        retry=retry_if_exception_type(KafkaConnectionError), before_sleep=before_sleep):
             with att:
                 n += 1
@@ -541,7 +541,7 @@ class Publisher:
         from tenacity import AsyncRetrying, retry_if_exception, stop_after_delay, wait_exponential_jitter
 
         try:
-            async for attempt in AsyncRetrying(wait=wait_exponential_jitter(initial=0.1, max=5.0),
+            async for attempt in AsyncRetrying(wait=wait_exponential_jitter(multiplier=0.1, max=5.0, jitter=0.1),
                                                stop=stop_after_delay(RETRY_FOR_S), reraise=True,
                                                retry=retry_if_exception(is_transient)):
                 with attempt:

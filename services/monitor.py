@@ -272,8 +272,8 @@ async def run_monitor(bootstrap: str, topics: Topics = Topics(), interval: float
                         base = topics.base(tp.topic)
                         for r in recs:
                             core.on_record(base, r.partition, r.offset, r.timestamp / 1000.0, r.value)
-                    if once and all(core.high.get((topics.base(tp.topic), tp.partition), 0) >= ends[tp] for tp in tp_objs):
-                        break
+                    if once and all([await consumer.position(tp) >= ends[tp] for tp in tp_objs]):
+                        break  # positions, not offsets seen: transaction markers take offsets on Apache Kafka
                     if time.monotonic() >= deadline or stop.is_set():
                         break
                 committed = await asyncio.wait_for(_committed(bootstrap, topics, tp_objs, group_consumers),

@@ -44,7 +44,8 @@ def test_up_200_requests_completes_all_and_leaves_nothing_behind(tmp_path):
     assert p.returncode == 0, stderr[-2000:]
     s = json.loads(out.read_text())
     assert (s["requested"], s["completed"], s["lost"], s["duplicates"]) == (200, 200, 0, 0)
-    assert all(s[f"{k}_{q}"] > 0 for k in ("ttft", "tbt", "e2e") for q in ("mean", "p50", "p90", "p99"))
+    assert all(s[f"{k}_{q}_s"] > 0 for k in ("ttft", "tpot", "e2e") for q in ("mean", "p50", "p90", "p99"))
+    assert s["itl_mean_s"] > 0 and s["request_throughput_rps"] > 0 and 0 <= s["goodput"] <= 1
     assert "completed" in stdout and "e2e" in stdout
     assert _procs_mentioning(f"127.0.0.1:{port}") == []  # no router/worker/trainer/broker survives
     assert not port_open("127.0.0.1", port)

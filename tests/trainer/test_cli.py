@@ -28,6 +28,7 @@ def test_policy_list_show_promote_rollback(publish_fixed, store, capsys):
 
 def test_user_mistakes_are_one_line_errors(publish_fixed, store, capsys):
     root = str(store.root)
+    store.root.mkdir(parents=True, exist_ok=True)  # an empty store (a missing one is its own error: tests/cli)
     assert main(["policy", "promote", "9", "--store", root]) == 2
     assert "no version v9" in capsys.readouterr().err
     _, path, _ = publish_fixed(0)
