@@ -127,7 +127,13 @@ def provision(version: str = KAFKA_VERSION, quiet: bool = True) -> Path:
 
 
 def _cluster_id() -> str:
-    return base64.urlsafe_b64encode(uuid.uuid4().bytes).decode().rstrip("=")
+    """A random KRaft cluster id (URL-safe base64 of 16 bytes). Like Kafka's own
+    ``Uuid.randomUuid``, never one starting with '-': the storage tool's argument
+    parser would take it for an option (1 run in 64 failed to format)."""
+    while True:
+        cid = base64.urlsafe_b64encode(uuid.uuid4().bytes).decode().rstrip("=")
+        if not cid.startswith("-"):
+            return cid
 
 
 @dataclass

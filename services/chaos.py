@@ -230,6 +230,19 @@ def _r(x):
     return None if x is None else round(float(x), 2)
 
 
+async def _trace_lost(bootstrap: str, topics, n_instances: int, lost_ids: list[str]) -> dict[str, list[str]]:
+    """Where each lost request went, as ``assignments`` holds it: "i<instance> e<epoch>[ revoked]" per record."""
+    from services.kafka import read_back
+
+    want = set(lost_ids)
+    got, _ = await read_back(bootstrap, topics, "assignments", range(n_instances), timeout_s=30, client_id="phaser-chaos")
+    out: dict[str, list[str]] = {rid: [] for rid in lost_ids}
+    for a in got:
+        if a.request.id in want:
+            out[a.request.id].append(f"i{a.instance} e{a.epoch}" + (" revoked" if a.revoked else "") + f" at {a.decided_s:.2f}")
+    return out
+
+
 async def _count_dead_letters(bootstrap: str, topics) -> int:
     from services.kafka import read_back
 
@@ -267,6 +280,9 @@ def run_chaos(cfg: ChaosConfig, progress=print, broker=None) -> list[dict]:
             summary["_completions"] = captured.get("completions", ())
             dead = asyncio.run(_count_dead_letters(broker.bootstrap, captured["topics"]))
             row = hook.row(summary, dead)
+            if row["lost_ids"]:  # say where they went: the first thing anyone asks about a loss
+                row["lost_trace"] = asyncio.run(_trace_lost(broker.bootstrap, captured["topics"], cfg.instances,
+                                                            row["lost_ids"]))
             rows.append(row)
             progress(row)
     finally:

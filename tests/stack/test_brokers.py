@@ -73,3 +73,19 @@ async def test_apache_kafka_keeps_its_log_across_a_restart(kafka):
     finally:
         await stop_consumer(c)
     assert got == {f"d{i}" for i in range(20)}
+
+
+def test_a_kraft_cluster_id_never_looks_like_an_option(monkeypatch):
+    """Regression: a random id starting with '-' made kafka-storage's parser fail ('expected one argument')."""
+    import base64
+    import uuid as uuid_mod
+
+    from services import apache_kafka
+
+    dash = base64.urlsafe_b64decode("-" + "A" * 21 + "==")  # 16 bytes whose encoding starts with '-'
+    seq = iter([uuid_mod.UUID(bytes=dash), uuid_mod.UUID(bytes=b"\x01" * 16)])
+    monkeypatch.setattr(apache_kafka.uuid, "uuid4", lambda: next(seq))
+    cid = apache_kafka._cluster_id()
+    assert not cid.startswith("-") and len(cid) == 22
+    monkeypatch.undo()
+    assert all(not apache_kafka._cluster_id().startswith("-") for _ in range(2000))
