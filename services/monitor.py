@@ -94,43 +94,41 @@ class MonitorCore:
         self.high[key] = max(self.high.get(key, 0), offset + 1)
         self.totals[topic] = self.totals.get(topic, 0) + 1
         self._stamps.setdefault(topic, deque()).append(ts_wall)
+        if topic not in ("instance-status", "policy-updates", "completions"):
+            return
+        try:
+            msg = protos.decode(topic, value)
+        except protos.DecodeError:  # counted above; the services dead-letter it
+            return
         if topic == "instance-status":
-            try:
-                st = protos.decode("instance-status", value)
-            except protos.DecodeError:
-                return
-            self.instances[st.instance] = {
-                "running": st.running_prefill + st.running_decode, "waiting": st.waiting,
-                "kv_used": st.kv_blocks_used / st.kv_blocks_total, "health": st.health, "profile": st.profile}
-            return
-        if topic == "policy-updates":
-            try:
-                u = protos.decode("policy-updates", value)
-            except protos.DecodeError:
-                return
-            p = self.policy
-            if u.kind == "canary":
-                p["canary"] = u.version
-            elif u.kind in ("promoted", "pinned"):
-                p["serving"], p["canary"] = u.version, None
-                p["pinned"] = u.kind == "pinned"
-            elif u.kind == "rolled_back":
-                p["canary"] = None
-                if "to_version" in u.stats:
-                    p["serving"] = int(u.stats["to_version"])
-            elif u.kind == "published":
-                p["latest_published"] = u.version
-            p["last_event"] = f"{u.kind} v{u.version}" + (f": {u.reason}" if u.reason else "")
-            p["rollbacks"] = p.get("rollbacks", 0) + (u.kind == "rolled_back")
-            return
-        if topic == "completions":
-            try:
-                c = protos.decode("completions", value)
-            except protos.DecodeError:
-                return
+            self._on_status(msg)
+        elif topic == "policy-updates":
+            self._on_policy(msg)
+        else:
             self.completions += 1
             for f in LATENCY_FIELDS:
-                self._lat.setdefault(f, deque(maxlen=self.latency_window)).append(getattr(c, f))
+                self._lat.setdefault(f, deque(maxlen=self.latency_window)).append(getattr(msg, f))
+
+    def _on_status(self, st) -> None:
+        self.instances[st.instance] = {
+            "running": st.running_prefill + st.running_decode, "waiting": st.waiting,
+            "kv_used": st.kv_blocks_used / st.kv_blocks_total, "health": st.health, "profile": st.profile}
+
+    def _on_policy(self, u) -> None:
+        p = self.policy
+        if u.kind == "canary":
+            p["canary"] = u.version
+        elif u.kind in ("promoted", "pinned"):
+            p["serving"], p["canary"] = u.version, None
+            p["pinned"] = u.kind == "pinned"
+        elif u.kind == "rolled_back":
+            p["canary"] = None
+            if "to_version" in u.stats:
+                p["serving"] = int(u.stats["to_version"])
+        elif u.kind == "published":
+            p["latest_published"] = u.version
+        p["last_event"] = f"{u.kind} v{u.version}" + (f": {u.reason}" if u.reason else "")
+        p["rollbacks"] = p.get("rollbacks", 0) + (u.kind == "rolled_back")
 
     def snapshot(self, now_wall: float, committed: dict[str, dict[tuple[str, int], int]]) -> Snapshot:
         rates = {}
