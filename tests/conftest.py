@@ -17,6 +17,7 @@ unless ``PHASER_REQUIRE_KAFKA=1`` (CI), where that is an error.
 
 from __future__ import annotations
 
+import asyncio
 import os
 
 import pytest
@@ -88,7 +89,45 @@ def bare_broker(request):
 _ENGINE_BUILD: dict = {}
 
 
+#: seconds before pytest-timeout's own limit at which an async test is cancelled inside its loop
+ASYNC_TIMEOUT_MARGIN_S = 15.0
+
+
+def _bound_async_tests(config, items) -> None:
+    """pytest-timeout's SIGALRM cannot stop an async test: it raises pytest's ``Failed``
+    (a BaseException) in whatever asyncio callback is running, and asyncio's
+    ``Handle._run`` logs it and carries on, so a hung test hangs the whole run (it did,
+    26 min, before the ten-swap test was fixed). Each coroutine test is therefore run
+    under ``asyncio.wait_for`` with the test's timeout (its ``timeout`` mark, else the
+    ini value) minus ``ASYNC_TIMEOUT_MARGIN_S``: a hang becomes a failure with a
+    traceback, and the run goes on."""
+    import functools
+    import inspect
+
+    default = float(config.getini("timeout") or 0)
+    for item in items:
+        fn = getattr(item, "obj", None)
+        if fn is None or not inspect.iscoroutinefunction(fn):
+            continue
+        mark = item.get_closest_marker("timeout")
+        limit = float(mark.args[0]) if mark is not None and mark.args else default
+        if limit <= ASYNC_TIMEOUT_MARGIN_S:
+            continue
+
+        def bind(fn=fn, bound=limit - ASYNC_TIMEOUT_MARGIN_S, name=item.nodeid):
+            @functools.wraps(fn)
+            async def bounded(*args, **kwargs):
+                try:
+                    return await asyncio.wait_for(fn(*args, **kwargs), bound)
+                except asyncio.TimeoutError:
+                    pytest.fail(f"{name} did not finish in {bound:g}s (cancelled inside its event loop)")
+            return bounded
+
+        item.obj = bind()
+
+
 def pytest_collection_modifyitems(session, config, items):
+    _bound_async_tests(config, items)
     engine = [i for i in items if "tests/engines/" in str(i.fspath).replace("\\", "/")]
     if not engine:
         return
