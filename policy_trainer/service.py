@@ -243,9 +243,7 @@ async def run_trainer(bootstrap: str, core: TrainerCore, clock, n_instances: int
                 await pub.send("policy-updates", upd)
             mono = time.monotonic()
             if positions and mono >= next_commit:
-                cp = core.commit_positions(positions)
-                if await commit(consumer, cp):
-                    stats.on_commit(cp)
+                await commit(consumer, core.commit_positions(positions), stats)
                 next_commit = mono + 1.0
             if mono >= next_report:
                 lag = sum(max(0, (consumer.highwater(tp) or 0) - positions.get(tp, 0)) for tp in tps)
@@ -261,7 +259,7 @@ async def run_trainer(bootstrap: str, core: TrainerCore, clock, n_instances: int
         async def _last():
             await pub.flush()
             if positions:
-                await commit(consumer, core.commit_positions(positions))
+                await commit(consumer, core.commit_positions(positions), stats)
 
         await bounded(_last(), STOP_FLUSH_S, "the trainer's last flush and commit")
         await bounded(stop_consumer(consumer), STOP_FLUSH_S, "stopping the consumer")

@@ -326,16 +326,19 @@ async def read_back(bootstrap: str, topics: "Topics", base: str, partitions: Ite
         await stop_consumer(c)
 
 
-async def commit(consumer: AIOKafkaConsumer, positions: dict[TopicPartition, int]) -> bool | None:
+async def commit(consumer: AIOKafkaConsumer, positions: dict[TopicPartition, int], stats=None) -> bool | None:
     """Commit ``positions`` (next offset to read per partition). A failed commit
     only means some records are re-read after a restart, which downstream
     de-duplication absorbs, so it is reported and not raised: True = done,
     False = failed, None = failed because the broker no longer knows the topic
-    (an in-memory broker that restarted)."""
+    (an in-memory broker that restarted). ``stats`` (``services.metrics.ConsumerStats``)
+    is told of a commit that succeeded: the base of the consumer-lag gauge."""
     if not positions:
         return True
     try:
         await consumer.commit(dict(positions))
+        if stats is not None:
+            stats.on_commit(positions)
         return True
     except KafkaError as e:  # depends on broker state
         print(f"warning: commit failed: {e.__class__.__name__} {e}".rstrip(), file=sys.stderr)
@@ -434,11 +437,9 @@ class Committer:
         except (asyncio.TimeoutError, KafkaError):
             self.failures += 1
             return
-        ok = await commit(self.consumer, pos)
+        ok = await commit(self.consumer, pos, self.stats)
         if ok:
             self._last_ok, self._gone = self._wall(), 0
-            if self.stats is not None:
-                self.stats.on_commit(pos)
         else:
             self.failures += 1
             self._gone = self._gone + 1 if ok is None else 0
@@ -451,8 +452,7 @@ class Committer:
                 await asyncio.gather(self._task, return_exceptions=True)
             pos = positions()
             await self.publisher.flush()
-            if await commit(self.consumer, pos) and self.stats is not None:
-                self.stats.on_commit(pos)
+            await commit(self.consumer, pos, self.stats)
 
         await bounded(_close(), STOP_FLUSH_S, "the last flush and commit")
 

@@ -101,7 +101,7 @@ class Tally:
         multi = [c for c in cs if c.output_tokens > 1]
         gaps = sum(c.output_tokens - 1 for c in multi)
         out["itl_mean_s"] = float(sum(c.finish_s - c.first_token_s for c in multi) / gaps) if gaps else None
-        out.update({k.replace("itl", "itl_p99_per_request"): v for k, v in _stats("itl", [c.tbt_p99_s for c in multi]).items()})
+        out.update(_stats("itl_p99_per_request", [c.tbt_p99_s for c in multi]))
         out["preemptions"] = int(sum(c.preemptions for c in cs))
         span = (max(c.finish_s for c in cs) - min(c.arrival_s for c in cs)) if cs else 0.0
         out["span_s"] = float(span)

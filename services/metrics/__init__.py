@@ -48,15 +48,8 @@ REQUEST_BUCKETS_S = (0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.075, 0.1, 0.15, 
 #: wall seconds: one routing decision (1 µs ... 1 s)
 DECISION_BUCKETS_S = (1e-6, 2.5e-6, 5e-6, 1e-5, 2.5e-5, 5e-5, 1e-4, 2.5e-4, 5e-4, 1e-3, 2.5e-3, 5e-3, 0.01, 0.025,
                       0.05, 0.1, 0.25, 1.0)
-DEAD_LETTER_KINDS = ("invalid", "unprocessable", "refused")
 
 disable_created_metrics()  # no *_created series: Prometheus 2.x does not use them, dashboards need not filter them
-
-
-def metrics_port_env() -> int | None:
-    """``PHASER_METRICS_PORT`` as an int, None when unset or empty."""
-    v = os.environ.get("PHASER_METRICS_PORT", "").strip()
-    return int(v) if v else None
 
 
 class _MultiBuckets:
@@ -65,6 +58,14 @@ class _MultiBuckets:
     def __init__(self, name: str, doc: str, label_names: tuple[str, ...]):
         self.name, self.doc, self.label_names = name, doc, label_names
         self.parts: dict[tuple[str, ...], Buckets] = {}
+
+    def part(self, *labels, bounds=LATENCY_BOUNDS_S) -> Buckets:
+        """The ``Buckets`` of one label set (created empty the first time)."""
+        key = tuple(str(x) for x in labels)
+        b = self.parts.get(key)
+        if b is None:
+            b = self.parts[key] = Buckets(bounds)
+        return b
 
     def describe(self):
         return [HistogramMetricFamily(self.name, self.doc, labels=list(self.label_names))]
@@ -95,7 +96,6 @@ class Metrics:
         self.records_sent = Counter("phaser_records_sent", "Records this service produced.", ["topic"], registry=r)
         self.dead_letters = Counter("phaser_dead_letters", "Records this service dead-lettered, by source topic and kind "
                                     "(invalid, unprocessable, refused).", ["topic", "kind"], registry=r)
-        self._itl: _MultiBuckets | None = None
 
     # -- families a service adds --------------------------------------------------
     def counter(self, name: str, doc: str, labels=()) -> Counter:
@@ -144,15 +144,6 @@ class Metrics:
             self._server.shutdown()
             self._server.server_close()
             self._server = None
-
-
-def part(m: _MultiBuckets, *labels: str, bounds=LATENCY_BOUNDS_S) -> Buckets:
-    """The ``Buckets`` of ``m`` for one label set (created empty the first time)."""
-    key = tuple(str(x) for x in labels)
-    b = m.parts.get(key)
-    if b is None:
-        b = m.parts[key] = Buckets(bounds)
-    return b
 
 
 class ConsumerStats:

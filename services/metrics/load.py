@@ -19,7 +19,6 @@ class LoadMetrics:
     def __init__(self, metrics: Metrics):
         self.snap = None
         self.base = {"handed": 0, "acked": 0, "failed": 0, "refused": 0}  # earlier publish() calls of this process
-        self._last = dict(self.base)
         metrics.registry.register(self)
 
     def progress(self, snap) -> None:

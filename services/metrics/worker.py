@@ -26,7 +26,7 @@ from __future__ import annotations
 
 from prometheus_client.core import CounterMetricFamily, GaugeMetricFamily
 
-from services.metrics import Metrics, part
+from services.metrics import Metrics
 
 CORE_COUNTERS = {
     "duplicates": "Assignments delivered again and ignored.",
@@ -73,7 +73,7 @@ class WorkerMetrics:
         itl = m.bulk_histogram("phaser_request_itl_seconds", "Inter-token latency of every generated token (stack s).", lab)
         m.registry.register(_WorkerCollector(core))
         for i, eng in core.engines.items():
-            eng.itl = part(itl, i)
+            eng.itl = itl.part(i)
             for st in ("ok", "rejected", "error"):
                 self.done.labels(str(i), st)  # series exist from the start
             for c in (self.preempt, self.prompt_tokens, self.output_tokens, self.ttft, self.e2e, self.queue, self.tpot):
