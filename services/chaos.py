@@ -45,6 +45,7 @@ nothing arrived for ``drain_timeout_s`` after the load and the fault finished.
 from __future__ import annotations
 
 import asyncio
+import base64
 import os
 import signal
 import sys
@@ -231,15 +232,33 @@ def _r(x):
 
 
 async def _trace_lost(bootstrap: str, topics, n_instances: int, lost_ids: list[str]) -> dict[str, list[str]]:
-    """Where each lost request went, as ``assignments`` holds it: "i<instance> e<epoch>[ revoked]" per record."""
-    from services.kafka import read_back
+    """Where each lost request went, read back after the run: its ``assignments``
+    records ("assigned i<instance> e<epoch>[ revoked] at <decided_s> @p<partition>:<offset>"),
+    any ``completions`` record (then the run's own consumer missed one the topic
+    holds: a read-side loss), and any dead letter naming it."""
+    from services.kafka import GAPS, read_back
 
     want = set(lost_ids)
-    got, _ = await read_back(bootstrap, topics, "assignments", range(n_instances), timeout_s=30, client_id="phaser-chaos")
     out: dict[str, list[str]] = {rid: [] for rid in lost_ids}
-    for a in got:
+    got, _ = await read_back(bootstrap, topics, "assignments", range(n_instances), timeout_s=30, client_id="phaser-chaos",
+                             with_offsets=True)
+    for p, o, a in got:
         if a.request.id in want:
-            out[a.request.id].append(f"i{a.instance} e{a.epoch}" + (" revoked" if a.revoked else "") + f" at {a.decided_s:.2f}")
+            out[a.request.id].append(f"assigned i{a.instance} e{a.epoch}" + (" revoked" if a.revoked else "")
+                                     + f" at {a.decided_s:.2f} @p{p}:{o}")
+    done, _ = await read_back(bootstrap, topics, "completions", [0], timeout_s=30, client_id="phaser-chaos",
+                              with_offsets=True)
+    for p, o, c in done:
+        if c.request_id in want:
+            out[c.request_id].append(f"completion {c.status} on i{c.instance} @p{p}:{o}")
+    dead, _ = await read_back(bootstrap, topics, "dead-letters", [0], timeout_s=30, client_id="phaser-chaos")
+    for d in dead:
+        raw = base64.b64decode(d.original_b64)
+        for rid in want:
+            if rid.encode() in raw:
+                out[rid].append(f"dead letter from {d.source}: {d.reason}")
+    if GAPS:
+        out["_gaps"] = [f"{t}[{p}] expected {w} got {g}" for t, p, w, g in GAPS]
     return out
 
 

@@ -40,6 +40,7 @@ from __future__ import annotations
 import asyncio
 import os
 import sys
+import weakref
 from dataclasses import dataclass
 from typing import Iterable
 
@@ -288,14 +289,14 @@ async def start_consumer(bootstrap: str, partitions: Iterable[tuple[str, int]], 
 
 
 async def read_back(bootstrap: str, topics: "Topics", base: str, partitions: Iterable[int], *,
-                    since_unix: float | None = None, timeout_s: float = 120.0, client_id: str = "phaser-recover"
-                    ) -> tuple[list[Message], bool]:
+                    since_unix: float | None = None, timeout_s: float = 120.0, client_id: str = "phaser-recover",
+                    with_offsets: bool = False) -> tuple[list, bool]:
     """Decode what ``base``'s ``partitions`` hold, from the start (or from the
     first record at or after ``since_unix``, where the broker can look up
     timestamps; where it cannot, from the start) up to the end offsets seen when
     called: the state a restarting service derives from the stream. Records that
     do not decode are skipped. Returns (messages, complete) — ``complete`` is False
-    when ``timeout_s`` ran out first."""
+    when ``timeout_s`` ran out first; ``with_offsets``: (partition, offset, message) each."""
     import time
 
     name = topics.name(base)
@@ -319,7 +320,8 @@ async def read_back(bootstrap: str, topics: "Topics", base: str, partitions: Ite
             for records in (await c.getmany(*behind, timeout_ms=500, max_records=5000)).values():
                 for r in records:
                     try:
-                        out.append(protos.decode(base, r.value))
+                        msg = protos.decode(base, r.value)
+                        out.append((r.partition, r.offset, msg) if with_offsets else msg)
                     except protos.DecodeError:
                         continue
     finally:
@@ -592,11 +594,41 @@ class Received:
     timestamp_ms: int
 
 
+#: per consumer: partition -> (next offset expected, the gap start already re-read once)
+_EXPECTED: "weakref.WeakKeyDictionary[AIOKafkaConsumer, dict[TopicPartition, list[int]]]" = weakref.WeakKeyDictionary()
+#: gaps seen in this process: (topic, partition, expected offset, offset delivered instead)
+GAPS: list[tuple[str, int, int, int]] = []
+
+
+def _gap_free(consumer: AIOKafkaConsumer, tp: TopicPartition, records: list) -> list:
+    """The records up to the first offset gap. Without transactions or compaction
+    (phaser uses neither) a partition's offsets are contiguous, so a delivered
+    offset beyond the one expected means records the fetch skipped. The first
+    time a gap shows, the consumer is sought back to the missing offset and the
+    rest of the batch dropped (it is fetched again); if the same gap shows again
+    the broker really holds nothing there (e.g. another producer's transaction
+    markers) and it is accepted. Each gap is reported on stderr and in ``GAPS``."""
+    state = _EXPECTED.setdefault(consumer, {})
+    want, retried = state.get(tp, (None, None))
+    for i, r in enumerate(records):
+        if want is not None and r.offset > want and retried != want:
+            GAPS.append((tp.topic, tp.partition, want, r.offset))
+            print(f"warning: {tp.topic}[{tp.partition}] delivered offset {r.offset} where {want} was next; "
+                  f"re-reading from {want}", file=sys.stderr)
+            state[tp] = (want, want)
+            consumer.seek(tp, want)
+            return records[:i]
+        want = r.offset + 1
+    state[tp] = (want, retried)
+    return records
+
+
 async def fetch(consumer: AIOKafkaConsumer, publisher: Publisher, timeout_s: float, stats=None
                 ) -> tuple[list[Received], dict[TopicPartition, int]]:
     """Poll once (waiting at most ``timeout_s``), decode every record, dead-letter
     the invalid ones. Returns the valid messages in log order per partition and
-    the next offset per partition (to commit once they are handled).
+    the next offset per partition (to commit once they are handled). A batch
+    that skips offsets is cut at the gap and re-read (``_gap_free``).
     ``stats``: a ``services.metrics.ConsumerStats`` counting records and lag."""
     batches = await consumer.getmany(timeout_ms=int(max(0.0, min(timeout_s, MAX_POLL_S)) * 1000))
     out: list[Received] = []
@@ -604,6 +636,7 @@ async def fetch(consumer: AIOKafkaConsumer, publisher: Publisher, timeout_s: flo
     topics = publisher.topics
     for tp, records in batches.items():
         base = topics.base(tp.topic)
+        records = _gap_free(consumer, tp, records)
         for r in records:
             try:
                 msg = protos.decode(base, r.value)
