@@ -1,8 +1,8 @@
 """The online learner: the offline Double-DQN update step, fed from the stream.
 
 Everything that learns is ``phaser.rl``'s: the Q-network (``network.build``),
-the optimiser (``dqn.make_optimizer``), the jitted Huber/Double-DQN update
-(``dqn.make_update``) and the replay buffer. This module only decides *when*
+the optimiser (``losses.make_optimizer``), the jitted Huber/Double-DQN update
+(``losses.make_update``) and the replay buffer. This module only decides *when*
 to call them on streamed transitions:
 
 * **Start** from a checkpoint (its config, weights and variant are kept) or
@@ -54,7 +54,8 @@ class OnlineLearner:
                  max_updates: int = 64, overrides: dict | None = None):
         import jax
 
-        from phaser.rl import dqn, network
+        from phaser.rl import losses, network
+        from phaser.rl.config import DQNConfig
         from phaser.rl.replay import ReplayBuffer
 
         self.n = n_instances
@@ -62,12 +63,12 @@ class OnlineLearner:
         # publications and the transitions built from them have that length)
         self.spec = check_compatible(checkpoint, n_instances) if checkpoint is not None else FeatureSpec(n_instances)
         if checkpoint is not None:
-            cfg = dqn.DQNConfig.from_dict(checkpoint.metadata["config"])
+            cfg = DQNConfig.from_dict(checkpoint.metadata["config"])
             self.parent = checkpoint.version
             self.base_meta = {k: v for k, v in checkpoint.metadata.items()
                               if k not in ("checksum", "version", "format", "stats", "feature_spec")}
         else:
-            cfg = dqn.DQNConfig()
+            cfg = DQNConfig()
             self.parent = 0
             self.base_meta = {"variant": cfg.variant, "arch": cfg.arch}
         if overrides:
@@ -85,9 +86,9 @@ class OnlineLearner:
             self.params = network.unflatten(flat)
             self.learning_starts = cfg.learning_starts
         self.target_params = self.params
-        self.tx = dqn.make_optimizer(cfg)
+        self.tx = losses.make_optimizer(cfg)
         self.opt_state = self.tx.init(self.params)
-        self._update = dqn.make_update(self.q_net, cfg, self.tx)
+        self._update = losses.make_update(self.q_net, cfg, self.tx)
         self._flatten = network.flatten
         self.replay = ReplayBuffer(cfg.buffer_size, self.spec.size)
         self.rng = np.random.default_rng(seed)

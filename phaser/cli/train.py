@@ -11,7 +11,7 @@ def parse_sets(items: list[str]) -> dict:
     """``["gamma=0.95", "hidden=128,128"]`` → typed overrides for ``DQNConfig``."""
     import dataclasses
 
-    from phaser.rl.dqn import DQNConfig
+    from phaser.rl.config import DQNConfig
 
     types = {f.name: f.type for f in dataclasses.fields(DQNConfig)}
     defaults = DQNConfig()
@@ -74,7 +74,7 @@ def register(app: typer.Typer) -> None:
         from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
 
         from phaser.bench.scenarios import get_scenario
-        from phaser.rl.dqn import VARIANTS, DQNConfig
+        from phaser.rl.config import VARIANTS, DQNConfig
 
         if variant not in VARIANTS:
             raise PhaserError(f"unknown variant {variant!r}; known: {', '.join(VARIANTS)}")

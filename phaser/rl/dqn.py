@@ -45,147 +45,16 @@
 
 from __future__ import annotations
 
-import dataclasses
 from dataclasses import dataclass, field
 from typing import Callable, Protocol
 
 import jax
-import jax.numpy as jnp
 import numpy as np
-import optax
 
 from phaser.rl import network
-from phaser.rl.hurl import hurl_lambda
+from phaser.rl.config import DQNConfig
+from phaser.rl.losses import make_dqfd_update, make_optimizer, make_update
 from phaser.rl.replay import ReplayBuffer
-
-VARIANTS = ("rl-baseline", "rl-aware", "rl-guided")
-
-
-# --- 1. configuration ---------------------------------------------------------
-
-@dataclass(frozen=True)
-class DQNConfig:
-    variant: str = "rl-guided"
-    arch: str = "mlp"
-    hidden: tuple[int, ...] = (64, 64)
-    batch_size: int = 512
-    learning_rate: float = 5e-4
-    gamma: float = 0.995
-    buffer_size: int = 100_000
-    learning_starts: int = 2_000
-    train_every: int = 4
-    target_update_every: int = 250
-    max_grad_norm: float = 10.0
-    huber_delta: float = 1.0
-    eps_start: float = 1.0
-    eps_end: float = 0.0
-    eps_episodes: int = 20
-    n_envs: int = 4
-    # reward (see phaser.rl.env): units are "requests-in-system per 0.02 s tick"
-    completion_bonus: float = 60.0
-    reward_scale: float = 0.002
-    allow_wait: bool = False
-    mixing_weight: float = 1.0
-    hurl_scale: float = 10.0
-    hurl_decay: float = 0.5
-    # HuRL λ never exceeds this (1 = the paper's full decay to plain Double DQN)
-    lam_max: float = 1.0
-    # warm start by imitation (phaser.rl.imitation, DQfD): "" = none, else the teacher: a heuristic
-    # policy name, or "[predicted-]lookahead[:<heuristic>]" (phaser.sim.lookahead; clairvoyant, or
-    # blindfolded to predicted lengths)
-    warm_start: str = ""
-    lookahead_horizon_s: float = 10.0
-    demo_episodes: int = 8
-    pretrain_updates: int = 2_000
-    pretrain_learning_rate: float = 5e-4
-    margin: float = 0.8
-    margin_weight: float = 1.0
-    finetune_margin: bool = True
-
-    def __post_init__(self):
-        if self.variant not in VARIANTS:
-            raise ValueError(f"unknown variant {self.variant!r}; known: {', '.join(VARIANTS)}")
-        if self.arch not in network.ARCHS:
-            raise ValueError(f"unknown arch {self.arch!r}; known: {', '.join(network.ARCHS)}")
-        if self.warm_start:
-            from phaser.policies import heuristics
-            from phaser.rl.imitation import parse_teacher
-
-            teacher, _ = parse_teacher(self.warm_start)
-            if teacher not in heuristics():
-                raise ValueError(f"warm_start {self.warm_start!r}: the teacher must be a heuristic "
-                                 f"({', '.join(heuristics())}), lookahead[:<heuristic>] or "
-                                 f"predicted-lookahead[:<heuristic>]")
-        if not self.lookahead_horizon_s > 0:
-            raise ValueError(f"lookahead_horizon_s must be > 0, got {self.lookahead_horizon_s}")
-
-    def to_dict(self) -> dict:
-        d = dataclasses.asdict(self)
-        d["hidden"] = list(self.hidden)
-        return d
-
-    @classmethod
-    def from_dict(cls, d: dict) -> "DQNConfig":
-        known = {f.name for f in dataclasses.fields(cls)}
-        d = {k: v for k, v in d.items() if k in known}
-        if "hidden" in d:
-            d["hidden"] = tuple(d["hidden"])
-        return cls(**d)
-
-    def epsilon(self, episode: int) -> float:
-        """Linear from eps_start to eps_end over the first eps_episodes episodes."""
-        if self.eps_episodes <= 0 or episode >= self.eps_episodes:
-            return self.eps_end
-        return self.eps_start + (self.eps_end - self.eps_start) * episode / self.eps_episodes
-
-    def lam(self, episode: int) -> float:
-        """HuRL λ for this episode: 1 (plain Double DQN) unless the variant is rl-guided."""
-        if self.variant != "rl-guided":
-            return 1.0
-        return min(hurl_lambda(episode, self.hurl_decay), self.lam_max)
-
-
-# --- 2. targets ---------------------------------------------------------------
-
-def hurl_target(reward, done, gamma, lam, h, q_next_online, q_next_target):
-    """y = r + γ(1−d)·[(1−λ)·h(s') + λ·Q_target(s', argmax_a Q_online(s', a))].
-
-    ``gamma`` may be per transition (γ^ticks for a semi-MDP step)."""
-    a_star = jnp.argmax(q_next_online, axis=-1)
-    v_next = jnp.take_along_axis(q_next_target, a_star[..., None], axis=-1)[..., 0]
-    return reward + gamma * (1.0 - done) * ((1.0 - lam) * h + lam * v_next)
-
-
-def double_dqn_target(reward, done, gamma, q_next_online, q_next_target):
-    """The plain Double-DQN target: HuRL with λ = 1."""
-    return hurl_target(reward, done, gamma, 1.0, 0.0, q_next_online, q_next_target)
-
-
-# --- 3. the jitted update -----------------------------------------------------
-
-def make_optimizer(cfg: DQNConfig, learning_rate: float | None = None) -> optax.GradientTransformation:
-    lr = cfg.learning_rate if learning_rate is None else learning_rate
-    return optax.chain(optax.clip_by_global_norm(cfg.max_grad_norm), optax.adam(lr))
-
-
-def make_update(q_net, cfg: DQNConfig, tx: optax.GradientTransformation):
-    def update(params, target_params, opt_state, obs, action, reward, next_obs, done, h, lam, ticks=None):
-        """One step; ``ticks`` (per transition duration in router ticks) → discount γ^ticks, None → γ."""
-        q_next_online = q_net.apply({"params": params}, next_obs)
-        q_next_target = q_net.apply({"params": target_params}, next_obs)
-        discount = cfg.gamma if ticks is None else cfg.gamma ** ticks
-        y = jax.lax.stop_gradient(hurl_target(reward, done, discount, lam, h, q_next_online, q_next_target))
-
-        def loss_fn(p):
-            q = q_net.apply({"params": p}, obs)
-            q_sa = jnp.take_along_axis(q, action[:, None], axis=-1)[:, 0]
-            return optax.huber_loss(q_sa, y, delta=cfg.huber_delta).mean(), q_sa.mean()
-
-        (loss, q_mean), grads = jax.value_and_grad(loss_fn, has_aux=True)(params)
-        updates, opt_state = tx.update(grads, opt_state, params)
-        return optax.apply_updates(params, updates), opt_state, loss, q_mean
-
-    return jax.jit(update)
 
 
 # --- 4. the training loop -----------------------------------------------------
@@ -252,8 +121,6 @@ def train(make_env: Callable[[], Env], cfg: DQNConfig, episodes: int, seed: int,
     opt_state = tx.init(params)
     update = make_update(q_net, cfg, tx)
     if demos is not None:
-        from phaser.rl.imitation import make_dqfd_update
-
         dqfd = make_dqfd_update(q_net, cfg, tx, n_actions if cfg.allow_wait else n_actions - 1)
     q_values = jax.jit(lambda p, x: q_net.apply({"params": p}, x))
     rb = ReplayBuffer(cfg.buffer_size, obs_dim) if replay is None else replay

@@ -23,7 +23,7 @@ e^(−0.5k)"):
 * **blend weight** ``1 − λ_k = e^(−decay·k)``, decay = 0.5, k = number of
   finished training episodes; so λ_0 = 0, λ_2 = 0.63, λ_6 = 0.95.
 * **V̂(s')** is the Double-DQN bootstrap ``Q_target(s', argmax_a Q_online(s', a))``
-  (``phaser.rl.dqn.hurl_target``), masked by ``1 − done``; h of a terminal
+  (``phaser.rl.losses.hurl_target``), masked by ``1 − done``; h of a terminal
   state is 0 like its value.
 * **h(s')**: the routing decision fully determines the post-decision state s'
   (the request now sits on instance a), so a heuristic value of s' is how much

@@ -67,27 +67,12 @@ from __future__ import annotations
 from typing import Callable
 
 import jax
-import jax.numpy as jnp
 import numpy as np
-import optax
 
 from phaser.rl import network
-from phaser.rl.dqn import DQNConfig, hurl_target, make_optimizer
+from phaser.rl.config import DQNConfig, parse_teacher
+from phaser.rl.losses import make_optimizer, make_pretrain_update
 from phaser.rl.replay import ReplayBuffer
-
-
-LOOKAHEAD_TEACHERS = {"lookahead": True, "predicted-lookahead": False}
-
-
-def parse_teacher(teacher: str) -> tuple[str, bool | None]:
-    """``"min-min"`` → ("min-min", None): that heuristic; ``"lookahead[:<heuristic>]"`` →
-    (heuristic, True): the clairvoyant lookahead over it (default workload-aware);
-    ``"predicted-lookahead[:<heuristic>]"`` → (heuristic, False): the lookahead
-    blindfolded to predicted lengths and no future arrivals."""
-    head, _, base = teacher.partition(":")
-    if head in LOOKAHEAD_TEACHERS:
-        return base or "workload-aware", LOOKAHEAD_TEACHERS[head]
-    return teacher, None
 
 
 def collect(make_env: Callable[[], object], teacher: str, seeds: list[int], capacity: int,
@@ -130,34 +115,6 @@ def collect(make_env: Callable[[], object], teacher: str, seeds: list[int], capa
     return rb, e2e
 
 
-def margin_loss(q, expert_action, margin: float, n_choices: int):
-    """DQfD's J_E: mean over the batch of max_a[Q(s,a) + m·1(a≠a_E)] − Q(s,a_E), a < n_choices."""
-    q = q[..., :n_choices]
-    m = margin * (1.0 - jax.nn.one_hot(expert_action, n_choices))
-    q_e = jnp.take_along_axis(q, expert_action[:, None], axis=-1)[:, 0]
-    return ((q + m).max(axis=-1) - q_e).mean()
-
-
-def make_pretrain_update(q_net, cfg: DQNConfig, tx, n_choices: int):
-    def update(params, target_params, opt_state, obs, action, reward, next_obs, done, ticks):
-        q_next_online = q_net.apply({"params": params}, next_obs)[..., :n_choices]
-        q_next_target = q_net.apply({"params": target_params}, next_obs)[..., :n_choices]
-        y = jax.lax.stop_gradient(hurl_target(reward, done, cfg.gamma ** ticks, 1.0, 0.0, q_next_online, q_next_target))
-
-        def loss_fn(p):
-            q = q_net.apply({"params": p}, obs)
-            q_sa = jnp.take_along_axis(q, action[:, None], axis=-1)[:, 0]
-            td = optax.huber_loss(q_sa, y, delta=cfg.huber_delta).mean()
-            je = margin_loss(q, action, cfg.margin, n_choices)
-            return td + cfg.margin_weight * je, (td, je, (q[..., :n_choices].argmax(-1) == action).mean())
-
-        (loss, aux), grads = jax.value_and_grad(loss_fn, has_aux=True)(params)
-        updates, opt_state = tx.update(grads, opt_state, params)
-        return optax.apply_updates(params, updates), opt_state, aux
-
-    return jax.jit(update)
-
-
 def pretrain(rb: ReplayBuffer, n_instances: int, cfg: DQNConfig, seed: int) -> tuple[dict[str, np.ndarray], dict]:
     """DQfD pre-training on the demonstrations; returns flat params and the final (td, margin, agreement)."""
     rng = np.random.default_rng(seed)
@@ -177,25 +134,3 @@ def pretrain(rb: ReplayBuffer, n_instances: int, cfg: DQNConfig, seed: int) -> t
             target = params
     td, je, agree = (float(x) for x in aux)
     return network.flatten(params), {"td_loss": td, "margin_loss": je, "agreement": agree}
-
-
-def make_dqfd_update(q_net, cfg: DQNConfig, tx, n_choices: int):
-    """The fine-tuning step: ``make_update``'s TD loss (HuRL target) + λ_E · J_E on a demonstration batch."""
-    def update(params, target_params, opt_state, obs, action, reward, next_obs, done, h, lam, ticks,
-               demo_obs, demo_action):
-        q_next_online = q_net.apply({"params": params}, next_obs)
-        q_next_target = q_net.apply({"params": target_params}, next_obs)
-        y = jax.lax.stop_gradient(hurl_target(reward, done, cfg.gamma ** ticks, lam, h, q_next_online, q_next_target))
-
-        def loss_fn(p):
-            q = q_net.apply({"params": p}, obs)
-            q_sa = jnp.take_along_axis(q, action[:, None], axis=-1)[:, 0]
-            td = optax.huber_loss(q_sa, y, delta=cfg.huber_delta).mean()
-            je = margin_loss(q_net.apply({"params": p}, demo_obs), demo_action, cfg.margin, n_choices)
-            return td + cfg.margin_weight * je, q_sa.mean()
-
-        (loss, q_mean), grads = jax.value_and_grad(loss_fn, has_aux=True)(params)
-        updates, opt_state = tx.update(grads, opt_state, params)
-        return optax.apply_updates(params, updates), opt_state, loss, q_mean
-
-    return jax.jit(update)

@@ -9,7 +9,8 @@ from phaser.policies import make_policy
 from phaser.rl import network
 from phaser.rl.dqn import DQNConfig
 from phaser.rl.env import RouterEnv
-from phaser.rl.imitation import collect, margin_loss, pretrain
+from phaser.rl.imitation import collect, pretrain
+from phaser.rl.losses import margin_loss
 from phaser.rl.training import make_sim_factory
 
 TINY = Scenario("tiny", "paper-mix", 4, "v100-llama2-7b", 20.0, 200)
@@ -87,7 +88,7 @@ def test_lookahead_teacher_is_the_benchmarks_lookahead():
     ref = lookahead(reqs, sim_config(sc), lambda: make_policy("least-requests", 3, 5), predictor=CrossFitted(reqs),
                     seed=5, horizon_s=4.0)
     assert rb.size == 60 and e2e[0] == pytest.approx(ref.e2e_mean, abs=1e-12)
-    from phaser.rl.imitation import parse_teacher
+    from phaser.rl.config import parse_teacher
 
     assert parse_teacher("lookahead") == ("workload-aware", True)
     assert parse_teacher("predicted-lookahead:min-min") == ("min-min", False)

@@ -3,10 +3,10 @@
 import math
 
 import jax.numpy as jnp
-import numpy as np
 import pytest
 
-from phaser.rl.dqn import DQNConfig, double_dqn_target, hurl_target
+from phaser.rl.config import DQNConfig
+from phaser.rl.losses import double_dqn_target, hurl_target
 from phaser.rl.hurl import guidance, hurl_lambda, regret
 
 
