@@ -24,7 +24,7 @@ from phaser.policies.base import register
 
 #: Where the default trained checkpoints live (package data).
 DEFAULT_DIR = Path(__file__).resolve().parent.parent / "checkpoints"
-VARIANTS = ("rl-baseline", "rl-aware", "rl-guided")
+VARIANTS = ("rl-baseline", "rl-aware", "rl-guided", "rl-families")
 
 
 def default_checkpoint(variant: str) -> Path:
@@ -59,6 +59,12 @@ def make_baseline(n_instances: int, seed: int = 0, checkpoint=None, epsilon: flo
 @register("rl-aware")
 def make_aware(n_instances: int, seed: int = 0, checkpoint=None, epsilon: float = 0.0, **_):
     return _make("rl-aware", "rl-aware", n_instances, seed, checkpoint, epsilon)
+
+
+@register("rl-families")
+def make_families(n_instances: int, seed: int = 0, checkpoint=None, epsilon: float = 0.0, **_):
+    """One router for every leaderboard family (``phaser.rl.families``: DAgger on the blindfolded lookahead)."""
+    return _make("rl-families", "rl-families", n_instances, seed, checkpoint, epsilon)
 
 
 @register("rl-guided")

@@ -12,7 +12,9 @@ from dataclasses import dataclass
 from phaser.rl import network
 from phaser.rl.hurl import hurl_lambda
 
-VARIANTS = ("rl-baseline", "rl-aware", "rl-guided")
+#: rl-families: the cross-family imitation router (``phaser.rl.families``); to the DQN learner it is plain Double DQN
+DQN_VARIANTS = ("rl-baseline", "rl-aware", "rl-guided")
+VARIANTS = DQN_VARIANTS + ("rl-families",)
 
 LOOKAHEAD_TEACHERS = {"lookahead": True, "predicted-lookahead": False}
 

@@ -43,6 +43,27 @@ fraction of capacity, so its cap is 1. ``free_kv`` says how full an instance
 is, ``decode_kv`` how much of that is decode (long-lived) rather than prompts
 still waiting — the two differ exactly when prefills queue up.
 
+Version 3 (3 + 12·N) appends four more per instance (stride 12), what the
+leaderboard's families showed the router needs to see to serve all of them
+(``phaser.rl.families``): a learned router that cannot see cache hits loses
+to the cache-aware rules on prefix-heavy traffic, one that cannot see an
+instance's speed loses to workload-aware on mixed hardware:
+
+======  ======================  =========================================  ==========
+index   name                    raw value                                  scaling
+======  ======================  =========================================  ==========
+11+12i  ``i{i}.cached_frac``    share of this prompt in i's prefix cache   lin, cap 1
+                                (``InstanceView.prefix_hits`` × 512 tokens)
+12+12i  ``i{i}.this_prefill_s`` seconds i's profile needs to prefill this  log, cap 60
+                                prompt's uncached part alone
+13+12i  ``i{i}.step_s``         estimated decode iteration time on i now   log, cap 1
+                                (idle: one request's step)
+14+12i  ``i{i}.outstanding``    requests the router has outstanding on i   log, cap 512
+======  ======================  =========================================  ==========
+
+Caps: a share is a fraction; 60 s as for the other times; a decode
+iteration beyond 1 s is already 20 × a busy A100's; 512 = the queue cap.
+
 Scaling: ``lin`` → min(x, cap) / cap; ``log`` → log1p(min(x, cap)) / log1p(cap);
 every feature lands in [0, 1]. Sources of the caps: 512 = the paper's queue cap
 (4 × max batch); prompts up to 32k tokens cover every workload we ship (paper
@@ -68,9 +89,11 @@ from dataclasses import dataclass
 
 import numpy as np
 
+from phaser.engine.kv_cache import PREFIX_BLOCK_TOKENS
+
 #: The version new training and the router's feature publication use.
 FEATURE_VERSION = 2
-VERSIONS = (1, 2)
+VERSIONS = (1, 2, 3)
 
 GLOBAL = (("queue_len", "lin", 512.0), ("prompt_tokens", "log", 32768.0), ("pred_bucket", "lin", 2.0))
 PER_INSTANCE = (
@@ -82,6 +105,8 @@ PER_INSTANCE = (
     ("next_done_s", "log", 60.0),
 )
 PER_INSTANCE_V2 = PER_INSTANCE + (("prefill_s", "log", 60.0), ("decode_kv", "lin", 1.0))
+PER_INSTANCE_V3 = PER_INSTANCE_V2 + (("cached_frac", "lin", 1.0), ("this_prefill_s", "log", 60.0),
+                                     ("step_s", "log", 1.0), ("outstanding", "log", 512.0))
 
 
 def per_instance_rows(version: int) -> tuple[tuple[str, str, float], ...]:
@@ -89,6 +114,8 @@ def per_instance_rows(version: int) -> tuple[tuple[str, str, float], ...]:
         return PER_INSTANCE
     if version == 2:
         return PER_INSTANCE_V2
+    if version == 3:
+        return PER_INSTANCE_V3
     raise ValueError(f"unknown feature spec version {version} (known: {VERSIONS})")
 
 
@@ -156,11 +183,14 @@ class Encoder:
         self._log = np.array([k == "log" for _, k, _ in rows])
         self._den = np.where(self._log, np.log1p(self._cap), self._cap)
         self._v2 = spec.version >= 2
+        self._v3 = spec.version >= 3
 
     def raw(self, job, view) -> list[float]:
         now = view.now
-        v2 = self._v2
-        out = [float(view.router_queue_len), float(job.prompt_tokens), float(job.predicted_bucket)]
+        v2, v3 = self._v2, self._v3
+        prompt = int(job.prompt_tokens)
+        out = [float(view.router_queue_len), float(prompt), float(job.predicted_bucket)]
+        prefix = job.prefix_ids if v3 else None
         for inst in view.instances:
             b = inst.decode_buckets
             nd = inst.earliest_completion_s
@@ -170,6 +200,12 @@ class Encoder:
                     0.0 if math.isinf(nd) else max(0.0, nd - now))
             if v2:
                 out += (inst.prefill_backlog_s(now), inst.decode_kv_tokens / cap)
+            if v3:
+                cached = min(prompt, inst.prefix_hits(prefix) * PREFIX_BLOCK_TOKENS) if prefix else 0
+                prof = inst.profile
+                step = inst.step_time_s if inst.decoding else prof.decode_step_time(1, prompt)
+                out += (cached / prompt if prompt else 0.0, prof.prefill_time(prompt - cached) if prompt > cached else 0.0,
+                        step, inst.outstanding)
         return out
 
     def scale(self, raw) -> np.ndarray:

@@ -1,0 +1,66 @@
+"""The cross-family router (``phaser.rl.families``) and the feature spec v3 it reads."""
+
+from __future__ import annotations
+
+import numpy as np
+import pytest
+
+from phaser.cluster.view import ClusterView
+from phaser.engine.profiles import get_profile
+from phaser.rl.features import Encoder, FeatureSpec
+from phaser.types import Job
+
+
+def _block(x: np.ndarray, spec: FeatureSpec, i: int) -> dict[str, float]:
+    names = [n for n, _, _ in spec.per_instance]
+    w = len(names)
+    return dict(zip(names, x[3 + w * i: 3 + w * (i + 1)].tolist()))
+
+
+def test_v3_sees_cache_hits_and_each_instance_s_own_speed():
+    a100, h100 = get_profile("a100-llama3-8b"), get_profile("h100-llama3-8b")
+    view = ClusterView([a100, a100, h100])
+    # instance 1 was sent a request with prefix blocks 7, 8: a request sharing them hits there only
+    view.on_assign(Job("old", 0.0, 1024, prefix_ids=(7, 8), predicted_tokens=50.0), 1, 0.0)
+    spec = FeatureSpec(3, 3)
+    assert spec.size == 3 + 12 * 3
+    x = Encoder(spec)(Job("new", 0.1, 2048, prefix_ids=(7, 8, 9, 10), predicted_tokens=50.0), view)
+    b = [_block(x, spec, i) for i in range(3)]
+    assert b[0]["cached_frac"] == 0.0 and b[1]["cached_frac"] == pytest.approx(0.5)
+    # half the prompt cached → less to prefill there; the H100 prefills the same prompt faster than an A100
+    assert b[1]["this_prefill_s"] < b[0]["this_prefill_s"]
+    assert b[2]["this_prefill_s"] < b[0]["this_prefill_s"]
+    assert b[2]["step_s"] < b[0]["step_s"]
+    assert b[1]["outstanding"] > 0 == b[0]["outstanding"]
+    # v2 is v3's first 8 numbers per instance, unchanged
+    x2 = Encoder(FeatureSpec(3, 2))(Job("new", 0.1, 2048, prefix_ids=(7, 8, 9, 10), predicted_tokens=50.0), view)
+    assert np.allclose(x2[3:11], x[3:11]) and np.allclose(x2[:3], x[:3])
+
+
+def test_teacher_target_spreads_over_ties_only():
+    from phaser.rl.families import teacher_target
+
+    assert teacher_target([3.0, 1.0, 2.0]).tolist() == [0.0, 1.0, 0.0]
+    assert teacher_target([1.0, 5.0, 1.0, 1.0000001]).tolist() == pytest.approx([1 / 3, 0.0, 1 / 3, 1 / 3])
+
+
+def test_a_tiny_run_labels_fits_selects_and_writes_a_servable_checkpoint(tmp_path):
+    from phaser.policies import make_policy
+    from phaser.rl.families import FamiliesConfig, train_families
+
+    cfg = FamiliesConfig(families=("paper", "heterogeneous"), rounds=2, episodes_per_family=1, labels_per_episode=30,
+                         n_requests=100, eval_draws=1, eval_loads=(0.8,), updates_per_round=300)
+    rep = train_families(cfg, 0, tmp_path / "ck")
+    assert [r["round"] for r in rep.rounds] == [0, 1]
+    assert set(rep.bases) == {"paper", "heterogeneous"}
+    labels = rep.rounds[-1]["labels"]
+    assert set(labels) == {"4", "8"} and all(v > 0 for v in labels.values())
+    assert labels["4"] > rep.rounds[0]["labels"]["4"]  # DAgger keeps every round's data
+    # fitting beats chance on its own labels (1/4 and 1/8)
+    fit = rep.rounds[-1]["fit"]
+    assert fit["4"]["agreement"] > 0.4 and fit["8"]["agreement"] > 0.2
+    assert {r["family"] for r in rep.selection} == {"paper", "heterogeneous"}
+    # one parameter set serves 4 and 8 instances through the policy registry
+    for n in (4, 8, 16):
+        pol = make_policy("rl-families", n, 0, checkpoint=str(rep.checkpoint))
+        assert pol.encoder.spec.version == 3 and pol.n == n
