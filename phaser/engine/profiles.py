@@ -228,13 +228,39 @@ PROFILES: dict[str, LatencyProfile] = {
 }
 
 
+#: bounds of a ``NAME@xK`` time scale (a GPU 20x slower or faster than its profile is a different part)
+SCALE_BOUNDS = (0.05, 20.0)
+
+
+def scaled(p: LatencyProfile, k: float) -> LatencyProfile:
+    """``p`` with every time coefficient multiplied by ``k`` (memory facts unchanged):
+    the same part running ``k`` times slower — what a digital twin fits when an
+    instance is slower than the profile the router was told (``phaser.twin``)."""
+    import dataclasses
+
+    return dataclasses.replace(p, name=f"{p.name}@x{k:g}", floor_s=p.floor_s * k, a_s=p.a_s * k, b_s=p.b_s * k,
+                               c_s=p.c_s * k, d_s=p.d_s * k, e_s=p.e_s * k, g_s=p.g_s * k,
+                               source=f"{p.source} (times x{k:g})".strip())
+
+
 def get_profile(name: str) -> LatencyProfile:
     """The named profile, or the profile file at that path (``*.json``, what
-    ``phaser calibrate`` writes); ``PhaserError`` listing the known names otherwise."""
+    ``phaser calibrate`` writes), optionally ``@xK``: every time ``K`` times
+    longer (``a100-llama3-8b@x1.5``: an A100 running 1.5x slower); ``PhaserError``
+    listing the known names otherwise."""
     try:
         return PROFILES[name]
     except KeyError:
         pass
+    base, sep, k = name.rpartition("@x")
+    if sep and base:
+        try:
+            kf = float(k)
+        except ValueError:
+            raise PhaserError(f"profile {name!r}: the time scale after @x must be a number, got {k!r}") from None
+        if not SCALE_BOUNDS[0] <= kf <= SCALE_BOUNDS[1]:
+            raise PhaserError(f"profile {name!r}: the time scale must be in [{SCALE_BOUNDS[0]:g}, {SCALE_BOUNDS[1]:g}]")
+        return scaled(get_profile(base), kf)
     if name.endswith(".json") or "/" in name:
         return load_profile_file(name)
     raise PhaserError(f"unknown profile {name!r}; known: {', '.join(sorted(PROFILES))} (or a profile file, *.json)")

@@ -1,0 +1,230 @@
+"""A digital twin of the live cluster, kept from the streams, and a learner that trains in it.
+
+The trainer (``phaser trainer --twin``) feeds it every joined (assignment,
+completion) pair; nothing here does I/O or reads a clock.
+
+* **The recent mix** (``Twin.window``): the newest ``window`` requests with
+  their true output lengths (from their completions), where each was routed,
+  and what it measured (TTFT, mean TBT).
+* **The instances** (``Twin.fit``): the router was told a profile per
+  instance; the hardware may differ. The twin replays the window in the
+  simulator *with the decisions actually made* (``Replay``: each request to
+  the instance it went to) under the current estimate and compares each
+  instance's median measured TBT with the replay's; the ratio rescales that
+  instance's profile (``phaser.engine.profiles.scaled``, ``NAME@xK``). With the
+  decisions fixed, each instance's replay depends on its own scale only, so
+  every instance's scale is found by its own bisection in log scale over
+  [0.05, 20] (``FIT_ITERATIONS`` replays, all instances at once). A
+  multiplicative fixed-point update was tried first and oscillated (1.17 ↔
+  2.1 for a true 1.6): near saturation the TBT grows faster than the scale,
+  because a slower instance also batches more. Replaying the real decisions makes the comparison
+  like-for-like: batching and prefill interference are simulated exactly as
+  they happened, so they do not bias the fit. One scale per instance is the
+  model (a slower or throttled GPU is slower in every kernel); a different
+  shape would need ``phaser calibrate``'s full fit.
+* **The candidate** (``train_candidate``): the window is cut into ``segments``
+  consecutive replays; even ones train, odd ones are held out. The candidate
+  is the cross-family learner (``phaser.rl.families``: DAgger on the
+  blindfolded lookahead) run on the training replays under the fitted
+  profiles, warm-started from the incumbent when the incumbent is such a
+  network. Candidate and incumbent then run every held-out replay in the twin;
+  ``TwinResult.wins`` only when the paired mean gain is at least
+  ``min_gain_pct`` and the candidate wins on most held-out replays. Only a
+  winner is published; the router's canary and guard then judge it on live
+  traffic.
+"""
+
+from __future__ import annotations
+
+import math
+from collections import deque
+from dataclasses import dataclass, field
+
+import numpy as np
+
+from phaser.errors import PhaserError
+
+#: replays of the window per fit: bisection steps, each halves every instance's log-scale bracket
+#: (12 steps from [0.05, 20]: within 0.15 %)
+FIT_ITERATIONS = 12
+#: completions per instance before its scale is fitted
+MIN_SAMPLES = 20
+
+
+class Replay:
+    """A policy that routes each request where the live router sent it."""
+
+    name = "replay"
+    version = 0
+
+    def __init__(self, where: dict[str, int]):
+        self.where = where
+
+    def decide(self, job, view) -> int:
+        return self.where[job.id]
+
+
+@dataclass
+class Observed:
+    request: object  # protos.Request with its true output length
+    instance: int
+    ttft_s: float
+    tbt_mean_s: float
+
+
+@dataclass
+class Twin:
+    nominal: tuple[str, ...]             # the profile per instance the router was told
+    window: int = 2000
+    scheduler: str = "mixed"
+    chunked_prefill: bool = False
+    _obs: deque = field(default_factory=deque)
+    scales: list[float] = field(default_factory=list)
+
+    def __post_init__(self):
+        from phaser.engine.profiles import get_profile
+
+        if not self.nominal:
+            raise PhaserError("the twin needs at least one instance profile")
+        for p in self.nominal:
+            get_profile(p)  # refuse unknown names now
+        if self.window < 10:
+            raise PhaserError(f"--twin-window must be >= 10 requests, got {self.window}")
+        self._obs = deque(maxlen=self.window)
+        self.scales = [1.0] * len(self.nominal)
+
+    @property
+    def n(self) -> int:
+        return len(self.nominal)
+
+    def observe(self, request, completion) -> None:
+        """One served request: its assignment's request and its ``ok`` completion."""
+        if completion.status != "ok" or not 0 <= completion.instance < self.n:
+            return
+        req = request.model_copy(update={"output_tokens": max(1, int(completion.output_tokens))})
+        self._obs.append(Observed(req, completion.instance, float(completion.ttft_s), float(completion.tbt_mean_s)))
+
+    def __len__(self) -> int:
+        return len(self._obs)
+
+    def profiles(self, scales: list[float] | None = None) -> tuple[str, ...]:
+        return tuple(p if abs(k - 1.0) < 1e-6 else f"{p}@x{k:.4g}"
+                     for p, k in zip(self.nominal, scales or self.scales))
+
+    def scenario(self, scales: list[float] | None = None):
+        from phaser.bench.scenarios import Scenario
+
+        names = self.profiles(scales)
+        return Scenario("twin", "live-window", self.n, names[0], None, None, chunked_prefill=self.chunked_prefill,
+                        scheduler=self.scheduler, profiles=names)
+
+    def requests(self) -> list:
+        """The window as a replayable workload (arrival-sorted, rebased to 0)."""
+        obs = sorted(self._obs, key=lambda o: o.request.arrival_s)
+        t0 = obs[0].request.arrival_s if obs else 0.0
+        return [o.request.model_copy(update={"arrival_s": o.request.arrival_s - t0}) for o in obs]
+
+    # -- the instances ----------------------------------------------------------------
+    def fit(self, iterations: int = FIT_ITERATIONS) -> list[float]:
+        """Per-instance time scales (see the module docstring); instances with fewer than
+        ``MIN_SAMPLES`` multi-token completions keep their current scale."""
+        from phaser.bench.runner import sim_config
+        from phaser.predictor import CrossFitted
+        from phaser.sim import simulate
+
+        obs = list(self._obs)
+        if not obs:
+            return self.scales
+        reqs = self.requests()
+        where = {o.request.id: o.instance for o in obs}
+        measured = [[o.tbt_mean_s for o in obs if o.instance == i and o.request.output_tokens > 1 and o.tbt_mean_s > 0]
+                    for i in range(self.n)]
+        lo, hi = [math.log(0.05)] * self.n, [math.log(20.0)] * self.n
+        fitted = [len(m) >= MIN_SAMPLES for m in measured]
+        target = [float(np.median(m)) if m else 0.0 for m in measured]
+        scales = list(self.scales)
+        for _ in range(iterations):
+            guess = [math.exp((a + b) / 2) if f else k for a, b, f, k in zip(lo, hi, fitted, scales)]
+            res = simulate(reqs, Replay(where), sim_config(self.scenario(guess)), predictor=CrossFitted(reqs))
+            for i in range(self.n):
+                if not fitted[i]:
+                    continue
+                sim = [r.tbt_mean_s for r in res.records if r.instance == i and r.output_tokens > 1 and r.tbt_mean_s > 0]
+                if not sim:
+                    fitted[i] = False
+                    continue
+                if float(np.median(sim)) < target[i]:
+                    lo[i] = math.log(guess[i])  # the replay is faster than what was measured: slower hardware
+                else:
+                    hi[i] = math.log(guess[i])
+            scales = [math.exp((a + b) / 2) if f else k for a, b, f, k in zip(lo, hi, fitted, scales)]
+        self.scales = scales
+        return scales
+
+
+# --- the candidate -------------------------------------------------------------------
+
+@dataclass
+class TwinResult:
+    wins: bool
+    gain_pct: float                  # candidate vs incumbent, paired mean over held-out replays
+    wins_on: int                     # held-out replays the candidate won
+    held_out: int
+    scales: list[float]
+    params: dict | None              # the candidate (flat), None if it could not be trained
+    reason: str = ""
+    detail: dict = field(default_factory=dict)
+
+
+@dataclass(frozen=True)
+class _TwinFamily:
+    """What ``phaser.rl.families``' labelling and evaluation read of a family."""
+
+    scenario: object
+    name: str = "twin"
+    trace: bool = False
+
+
+def train_candidate(twin: Twin, incumbent, *, segments: int = 4, rounds: int = 2, labels_per_segment: int = 60,
+                    updates: int = 1500, min_gain_pct: float = 0.5, seed: int = 0, incumbent_params: dict | None = None
+                    ) -> TwinResult:
+    """Fit the instances, train a candidate on the training replays, judge it against
+    ``incumbent`` (``(n, seed) -> policy``) on the held-out replays, all in the twin."""
+    from phaser.policies import make_policy
+    from phaser.rl.families import BASES, FamiliesConfig, fit, label_episode, mean_e2e, student
+
+    reqs = twin.requests()
+    if len(reqs) < 2 * segments * 5:
+        return TwinResult(False, 0.0, 0, 0, twin.scales, None, f"only {len(reqs)} requests in the window")
+    scales = twin.fit()
+    fam = _TwinFamily(twin.scenario(scales))
+    n = twin.n
+    bounds = np.linspace(0, len(reqs), segments + 1).astype(int)
+    parts = []
+    for a, b in zip(bounds, bounds[1:]):
+        seg = reqs[a:b]
+        t0 = seg[0].arrival_s
+        parts.append([r.model_copy(update={"arrival_s": r.arrival_s - t0}) for r in seg])
+    train, held = parts[0::2], parts[1::2]
+    base = min(BASES, key=lambda h: np.mean([mean_e2e(fam, lambda s, h=h: make_policy(h, n, s), p, seed) for p in train]))
+    cfg = FamiliesConfig(families=("paper",), rounds=rounds, labels_per_episode=labels_per_segment,
+                         updates_per_round=updates)
+    rng = np.random.default_rng(seed)
+    xs, ys, params = [], [], incumbent_params
+    for rnd in range(rounds):
+        beh = (lambda s: make_policy(base, n, s)) if params is None else (lambda s, p=params: student(p, cfg.hidden)(n, s))
+        for k, p in enumerate(train):
+            x, y = label_episode(fam, p, seed + k, base, beh, labels_per_segment, cfg.horizon_s, rng)
+            xs.append(x)
+            ys.append(y)
+        params, _ = fit({n: (np.concatenate(xs), np.concatenate(ys))}, params, cfg, seed + rnd)
+    cand = [mean_e2e(fam, lambda s: student(params, cfg.hidden)(n, s), p, seed) for p in held]
+    inc = [mean_e2e(fam, lambda s: incumbent(n, s), p, seed) for p in held]
+    gains = [100.0 * (i - c) / i for i, c in zip(inc, cand) if i > 0 and math.isfinite(i)]
+    gain = float(np.mean(gains)) if gains else 0.0
+    won = sum(1 for g in gains if g > 0)
+    ok = gain >= min_gain_pct and won * 2 > len(gains)
+    why = (f"candidate {gain:+.2f}% vs the incumbent on {len(gains)} held-out replays (won {won}); "
+           f"fitted time scales {', '.join(f'{k:.3g}' for k in scales)}; teacher base {base}")
+    return TwinResult(ok, gain, won, len(gains), scales, params, why,
+                      {"candidate_e2e": cand, "incumbent_e2e": inc, "base": base, "window": len(reqs)})
