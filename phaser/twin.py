@@ -49,6 +49,8 @@ from phaser.errors import PhaserError
 FIT_ITERATIONS = 12
 #: completions per instance before its scale is fitted
 MIN_SAMPLES = 20
+#: requests in the window before a twin round is worth running
+MIN_WINDOW = 200
 
 
 class Replay:

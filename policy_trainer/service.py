@@ -20,6 +20,16 @@ watermark the broker reports — which lags on tansu, see ``services.broker``).
 
 ``--freeze`` keeps consuming and joining (stats stay live) but neither learns
 nor publishes.
+
+``--twin`` (``phaser.twin``) replaces the online gradient learner as what
+publishes: every joined request enters the twin's window; every
+``--twin-every-s`` wall seconds a child process fits the instances' time
+scales, trains a candidate in the twin (warm-started from the incumbent when
+it is a cross-family network) and judges it against the incumbent on held-out
+replays; only a winner becomes a version (``kind=published``, the twin's
+verdict in its metadata and reason), which the routers then canary. A loser is
+reported (``PolicyUpdate(kind="twin-rejected")`` is not a kind, so it is a log
+line and a stats counter) and nothing is published.
 """
 
 from __future__ import annotations
@@ -56,6 +66,12 @@ class TrainerCore:
     _updates_at_publish: int = 0
     _last_publish_wall: float | None = None
     _held: dict = field(default_factory=dict)  # request id -> (tp, offset) of its pending half
+    twin: object | None = None  # phaser.twin.Twin (--twin): candidates trained and judged in the twin
+    twin_every_s: float = 120.0
+    twin_rounds: int = 0        # candidates judged
+    twin_wins: int = 0          # of which published
+    _next_twin_wall: float | None = None
+    _twin_incumbent: dict | None = None  # the newest twin winner, once there is one
 
     def commit_positions(self, fetched: dict) -> dict:
         """Offsets safe to commit: per partition the oldest record whose half is still
@@ -99,6 +115,8 @@ class TrainerCore:
                     self._held[rid] = where
             return
         self._held.pop(j.request_id, None)
+        if self.twin is not None:
+            self.twin.observe(j.assignment.request, j.completion)
         self.builder.add(j)
         if self.predictor is not None:
             c = j.completion
@@ -110,7 +128,7 @@ class TrainerCore:
             self._last_publish_wall = wall_s
         self.joiner.expire(now_s)
         batch = self.builder.ready(now_s)
-        if self.freeze:
+        if self.freeze or self.twin is not None:  # with the twin, only its winners are published
             return None
         if batch is not None:
             self.learner.add(batch)
@@ -141,11 +159,69 @@ class TrainerCore:
                             reason=f"online: {s['updates']} updates on {s['transitions']} transitions",
                             ts_s=max(0.0, now_s), stats=stats)
 
+    # -- the twin (the shell runs ``twin_job()`` off the loop, then ``twin_publish``) --
+    def twin_due(self, wall_s: float) -> bool:
+        from phaser.twin import MIN_WINDOW
+
+        if self.twin is None or self.freeze:
+            return False
+        if self._next_twin_wall is None:
+            self._next_twin_wall = wall_s + self.twin_every_s
+        if wall_s < self._next_twin_wall or len(self.twin) < MIN_WINDOW:
+            return False
+        self._next_twin_wall = wall_s + self.twin_every_s
+        return True
+
+    def twin_job(self) -> tuple:
+        """What a twin round needs, picklable (the window is copied: ingestion goes on)."""
+        import copy
+
+        incumbent = self._twin_incumbent
+        if incumbent is None:
+            params, _meta = self.learner.snapshot({})
+            incumbent = {"params": params, "arch": self.learner.cfg.arch, "hidden": list(self.learner.cfg.hidden),
+                         "version": self.learner.spec.version}
+        return copy.deepcopy(self.twin), incumbent, self.twin_rounds
+
+    def twin_publish(self, res, now_s: float) -> PolicyUpdate | None:
+        from phaser.rl.checkpoint import spec_metadata
+        from phaser.rl.config import DQNConfig
+        from phaser.rl.families import NAME, SPEC_VERSION
+        from phaser.rl.features import FeatureSpec
+
+        self.twin_rounds += 1
+        self.twin.scales = list(res.scales)  # the next fit starts from what this one found
+        log.info("twin: %s", res.reason)
+        if not res.wins:
+            return None
+        self.twin_wins += 1
+        cfg = DQNConfig(variant=NAME, arch="shared", allow_wait=False)
+        meta = {"variant": NAME, "arch": "shared", "n_instances": self.twin.n,
+                "feature_spec": spec_metadata(FeatureSpec(self.twin.n, SPEC_VERSION)), "config": cfg.to_dict(),
+                "parent_version": self.learner.parent, "source": "twin",
+                "twin": {"reason": res.reason, "gain_pct": res.gain_pct, "wins_on": res.wins_on,
+                         "held_out": res.held_out, "scales": res.scales, "profiles": list(self.twin.profiles()),
+                         **res.detail},
+                "stats": {"updates": 0, "transitions": len(self.twin), "reward_mean": 0.0, "loss": None}}
+        if self.predictor is not None:
+            meta["predictor"] = self.predictor.to_dict()
+        version, path, checksum = self.store.publish(res.params, meta)
+        self.published.append(version)
+        self._twin_incumbent = {"params": res.params, "arch": "shared", "hidden": list(cfg.hidden), "version": SPEC_VERSION}
+        self.learner.parent = version
+        log.info("published v%d from the twin", version)
+        return PolicyUpdate(kind="published", version=version, path=str(path), checksum=checksum,
+                            reason=f"twin: {res.reason}"[:500], ts_s=max(0.0, now_s),
+                            stats={"twin_gain_pct": float(res.gain_pct), "held_out": float(res.held_out)})
+
     def stats(self) -> dict[str, float]:
         out = {"events": float(self.events), "transitions": float(self.learner.transitions),
                "updates": float(self.learner.updates), "pending_decisions": float(self.builder.pending),
                "pending_joins": float(self.joiner.pending), "published": float(len(self.published))}
         out.update({f"join_{k}": v for k, v in self.joiner.counters.as_dict().items()})
+        if self.twin is not None:
+            out.update(twin_window=float(len(self.twin)), twin_rounds=float(self.twin_rounds),
+                       twin_wins=float(self.twin_wins))
         return out
 
 
@@ -225,6 +301,12 @@ async def run_trainer(bootstrap: str, core: TrainerCore, clock, n_instances: int
     newest_ts_ms = 0
     next_commit = next_report = time.monotonic() + 1.0
     t0, ev0 = time.monotonic(), 0
+    pool, twin_fut = None, None
+    if core.twin is not None:  # a child process: training must not starve ingestion (the GIL)
+        import multiprocessing
+        from concurrent.futures import ProcessPoolExecutor
+
+        pool = ProcessPoolExecutor(max_workers=1, mp_context=multiprocessing.get_context("spawn"))
     try:
         while not stop.is_set():
             msgs, pos = await fetch(consumer, pub, 0.1, stats)
@@ -241,6 +323,18 @@ async def run_trainer(bootstrap: str, core: TrainerCore, clock, n_instances: int
             upd = core.step(now, time.monotonic())
             if upd is not None:
                 await pub.send("policy-updates", upd)
+            if pool is not None:
+                if twin_fut is None and core.twin_due(time.monotonic()):
+                    twin_fut = asyncio.wrap_future(pool.submit(twin_round, *core.twin_job()))
+                elif twin_fut is not None and twin_fut.done():
+                    try:
+                        upd = core.twin_publish(twin_fut.result(), clock.now())
+                    except Exception as e:  # a failed round is reported; the next one is due later
+                        log.warning("twin round failed: %s: %s", e.__class__.__name__, e)
+                        upd = None
+                    twin_fut = None
+                    if upd is not None:
+                        await pub.send("policy-updates", upd)
             mono = time.monotonic()
             if positions and mono >= next_commit:
                 await commit(consumer, core.commit_positions(positions), stats)
@@ -261,15 +355,34 @@ async def run_trainer(bootstrap: str, core: TrainerCore, clock, n_instances: int
             if positions:
                 await commit(consumer, core.commit_positions(positions), stats)
 
+        if pool is not None:  # a round in progress is abandoned, its child stopped
+            for proc in list(getattr(pool, "_processes", {}).values()):
+                proc.terminate()
+            pool.shutdown(wait=False, cancel_futures=True)
         await bounded(_last(), STOP_FLUSH_S, "the trainer's last flush and commit")
         await bounded(stop_consumer(consumer), STOP_FLUSH_S, "stopping the consumer")
         await bounded(producer.stop(), STOP_FLUSH_S, "stopping the producer")
     return core
 
 
+def twin_round(twin, incumbent: dict, k: int):
+    """One twin round in the child process: the candidate vs the incumbent network, in the twin."""
+    from phaser.rl.features import FeatureSpec
+    from phaser.rl.policy import RLPolicy
+    from phaser.twin import train_candidate
+
+    def inc(n, s):
+        return RLPolicy(incumbent["params"], incumbent["arch"], len(incumbent["hidden"]),
+                        FeatureSpec(n, incumbent["version"]), seed=s, allow_wait=False)
+
+    warm = incumbent["params"] if incumbent["arch"] == "shared" and incumbent["version"] == 3 else None
+    return train_candidate(twin, inc, seed=k, incumbent_params=warm)
+
+
 def main(bootstrap: str, store: str, n_instances: int, checkpoint: str | None, seed: int, time_scale: float,
          topics, publish_every_updates: int, publish_every_s: float, freeze: bool, settle_s: float,
-         metrics_port: int | None = None) -> None:
+         metrics_port: int | None = None, twin_profiles: list[str] | None = None, twin_every_s: float = 120.0,
+         twin_window: int = 2000) -> None:
     from services.clock import StackClock
     from services.lifecycle import install_stop_signals
 
@@ -279,6 +392,13 @@ def main(bootstrap: str, store: str, n_instances: int, checkpoint: str | None, s
     clock = StackClock(time_scale)
     core = build_core(store, n_instances, checkpoint, seed, publish_every_updates=publish_every_updates,
                       publish_every_s=publish_every_s, freeze=freeze, settle_s=settle_s)
+    if twin_profiles:
+        from phaser.twin import Twin
+
+        names = twin_profiles * n_instances if len(twin_profiles) == 1 else twin_profiles
+        if len(names) != n_instances:
+            raise PhaserError(f"--twin-profile lists {len(names)} profiles for {n_instances} instances; give one or one per instance")
+        core.twin, core.twin_every_s = Twin(tuple(names), window=twin_window), twin_every_s
 
     from services.metrics import Metrics
 

@@ -24,6 +24,14 @@ def register(app: typer.Typer) -> None:
                                        help="Stack seconds a decision waits for the completions its reward needs."),
         freeze: bool = typer.Option(False, "--freeze", envvar="PHASER_FREEZE", help="Consume and report, but neither learn nor publish."),
         seed: int = typer.Option(0, "--seed", envvar="PHASER_SEED", help="Seed of the initial weights (from scratch) and replay sampling."),
+        twin: list[str] = typer.Option([], "--twin-profile", envvar="PHASER_TWIN_PROFILE",
+                                       help="Learn in a digital twin (phaser.twin) instead of online gradient steps: "
+                                            "the profile the router was told, once or per instance (repeatable); "
+                                            "the twin fits each instance's real speed from completions."),
+        twin_every_s: float = typer.Option(120.0, "--twin-every-s", envvar="PHASER_TWIN_EVERY_S", min=1.0,
+                                           help="Wall seconds between twin rounds (fit, train a candidate, judge it)."),
+        twin_window: int = typer.Option(2000, "--twin-window", envvar="PHASER_TWIN_WINDOW", min=10,
+                                        help="Newest requests the twin replays."),
         time_scale: float = TimeScaleOpt,
         topic_prefix: str = TopicPrefixOpt,
         bootstrap: str = BootstrapOpt,
@@ -34,4 +42,5 @@ def register(app: typer.Typer) -> None:
         from services.kafka import Topics
 
         main(bootstrap, store, instances, checkpoint, seed, time_scale, Topics(topic_prefix), publish_every_updates,
-             publish_every_s, freeze, settle_s, metrics_port=metrics_port)
+             publish_every_s, freeze, settle_s, metrics_port=metrics_port, twin_profiles=twin or None,
+             twin_every_s=twin_every_s, twin_window=twin_window)

@@ -66,3 +66,34 @@ def test_too_small_a_window_is_no_candidate():
         twin.observe(req, c)
     res = train_candidate(twin, lambda n, s: make_policy("round-robin", n, s))
     assert not res.wins and res.params is None and "requests in the window" in res.reason
+
+
+def test_the_trainer_s_twin_round_publishes_a_winner_the_router_can_serve(tmp_path):
+    """TrainerCore with ``--twin-profile``: joined pairs fill the window, the round the child process
+    runs (``twin_round``) is called here directly, and a winner becomes a servable version."""
+    import protos
+    from phaser.rl.policy import RLPolicy
+    from phaser.rl.checkpoint import load_checkpoint
+    from policy_trainer.service import build_core, twin_round
+
+    core = build_core(str(tmp_path / "store"), 4, None, 0, publish_every_updates=500, publish_every_s=30.0,
+                      freeze=False, settle_s=60.0)
+    core.twin = Twin(TOLD, window=2000)
+    for req, c in _live():
+        core.on_message(protos.Assignment(request=req, instance=c.instance, policy="round-robin", policy_version=0,
+                                          decided_s=req.arrival_s, router_wait_s=0.0, predicted_tokens=100.0,
+                                          predicted_bucket=0, action=-1), c.arrival_s)
+        core.on_message(c, c.finish_s)
+    assert len(core.twin) == 600
+    assert core.step(1e6, 1e6) is None  # with the twin, no online gradient publication
+    assert not core.twin_due(0.0) and core.twin_due(1e9)  # due after --twin-every-s
+    twin, incumbent, k = core.twin_job()
+    res = twin_round(twin, incumbent, k)  # the incumbent: the from-scratch network's random weights
+    upd = core.twin_publish(res, 10.0)
+    assert res.wins and upd is not None and upd.kind == "published", res.reason
+    assert core.twin.scales[2] > 1.3 and core.stats()["twin_wins"] == 1
+    ck = load_checkpoint(upd.path)
+    assert ck.variant == "rl-families" and ck.metadata["twin"]["held_out"] == res.held_out
+    assert RLPolicy.from_checkpoint(ck, 4).encoder.spec.version == 3
+    # the next round's incumbent is the winner, warm-started from
+    assert core.twin_job()[1]["version"] == 3
