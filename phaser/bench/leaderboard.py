@@ -62,7 +62,7 @@ QUICK_LOADS = (0.8, 1.1)
 SEED_BASE = 30_000
 #: capture ratio shown only where the lookahead gains at least this much (%)
 MIN_LOOKAHEAD_GAIN = 1.0
-DEFAULT_POLICIES = ("round-robin", "least-requests", "workload-aware", "prefix-aware", "power-of-two", "rl-guided",
+DEFAULT_POLICIES = ("round-robin", "least-requests", "workload-aware", "prefix-aware", "power-of-two", "rl-guided", "rl-families",
                     "llm-d", "llm-d-load-aware", "dynamo-kv", "sglang-cache-aware", "aibrix-least-kv-cache",
                     "production-stack-load-aware")
 
