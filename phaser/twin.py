@@ -209,6 +209,7 @@ def train_candidate(twin: Twin, incumbent, *, segments: int = 4, rounds: int = 2
         parts.append([r.model_copy(update={"arrival_s": r.arrival_s - t0}) for r in seg])
     train, held = parts[0::2], parts[1::2]
     base = min(BASES, key=lambda h: np.mean([mean_e2e(fam, lambda s, h=h: make_policy(h, n, s), p, seed) for p in train]))
+    # the learner's hyperparameters (network, steps, horizon); the family list is unused here
     cfg = FamiliesConfig(families=("paper",), rounds=rounds, labels_per_episode=labels_per_segment,
                          updates_per_round=updates)
     rng = np.random.default_rng(seed)

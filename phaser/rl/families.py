@@ -23,9 +23,20 @@
    later round follows the student itself, and the teacher labels the states
    the behaviour policy visits; the data of every round is kept and the
    student is refitted on all of it, warm-started from the previous round.
-   Label: the teacher's window cost per instance → a target distribution,
-   uniform over the instances within ``TIE_REL`` of the cheapest (idle
-   instances cost the same; forcing one of them would teach noise).
+   Label: the teacher's window cost per instance; the instances within
+   ``TIE_REL`` of the cheapest all count as its choice, and among them the
+   base heuristic's own pick wins (one step of policy improvement keeps the
+   base's action unless another is strictly better). If the base's pick is
+   not among them the target is uniform over them. Measured: without the
+   tie-break, 16-instance prefix-heavy labels were mostly "any idle
+   instance" (the blindfolded forks, seeing no future arrivals, do not value
+   keeping a prefix for its followers), and the student trailed dynamo-kv by
+   8–12 %. The tie-break alone did not close that gap (round 0: −0.4 % vs
+   +9.6 %), because the blindfolded lookahead itself is the weaker policy
+   there. So each family's teacher is **checked first**: the lookahead runs
+   one selection draw at the highest selection load; where it does not beat
+   its base heuristic there, that family's labels are the base's own picks
+   (``teacher_kind`` "base", no forks), else the lookahead's.
 4. **The student**: the shared per-instance network (``phaser.rl.network``,
    ``arch="shared"``) on feature spec version 3 (``phaser.rl.features``: cache
    hits, this request's prefill time and the decode step on each instance's own
@@ -154,16 +165,38 @@ def heuristic(name: str, n: int) -> Callable[[int], object]:
 
 # --- 2.-3. labels: the teacher on the behaviour policy's states -------------------
 
-def teacher_target(costs: list[float]) -> np.ndarray:
+def teacher_target(costs: list[float], prefer: int | None = None) -> np.ndarray:
+    """The teacher's choice as a distribution: ``prefer`` (the base heuristic's pick) if it is
+    among the cheapest, else uniform over the cheapest."""
     c = np.asarray(costs, np.float64)
     lo = c.min()
     near = c <= lo + max(1e-9, TIE_REL * abs(lo))
+    if prefer is not None and 0 <= prefer < len(c) and near[prefer]:
+        near = np.zeros_like(near)
+        near[prefer] = True
     return (near / near.sum()).astype(np.float32)
 
 
+def teacher_check(fam, reqs: list, seed: int, base: str, horizon_s: float) -> tuple[str, float, float]:
+    """("lookahead" or "base", the lookahead's mean E2E, the base's) on one selection draw."""
+    from phaser.bench.runner import sim_config
+    from phaser.policies import make_policy
+    from phaser.predictor import CrossFitted
+    from phaser.sim import ClusterSim
+    from phaser.sim.lookahead import lookahead_run
+
+    n = fam.scenario.instances
+    sim = ClusterSim(reqs, sim_config(fam.scenario), predictor=CrossFitted(reqs), seed=seed)
+    lookahead_run(sim, make_policy(base, n, seed), horizon_s, clairvoyant=False)
+    la = float(sim.summary_dict()["e2e_mean"])
+    b = mean_e2e(fam, heuristic(base, n), reqs, seed)
+    return ("lookahead" if la < b else "base"), la, b
+
+
 def label_episode(fam, reqs: list, seed: int, base: str, behaviour: Callable[[int], object], n_labels: int,
-                  horizon_s: float, rng: np.random.Generator) -> tuple[np.ndarray, np.ndarray]:
-    """Run ``behaviour(seed)`` on ``reqs``; the teacher labels about ``n_labels`` of the states it visits."""
+                  horizon_s: float, rng: np.random.Generator, teacher: str = "lookahead") -> tuple[np.ndarray, np.ndarray]:
+    """Run ``behaviour(seed)`` on ``reqs``; the teacher labels about ``n_labels`` of the states it visits
+    (``teacher`` "base": the base heuristic's own picks, one-hot)."""
     from phaser.bench.runner import sim_config
     from phaser.policies import make_policy
     from phaser.predictor import CrossFitted
@@ -180,11 +213,14 @@ def label_episode(fam, reqs: list, seed: int, base: str, behaviour: Callable[[in
     xs, ys = [], []
     while (d := sim.next_decision()) is not None:
         job, view = d
-        if rng.random() < p:
-            xs.append(enc(job, view))
-            ys.append(teacher_target(la.costs()))
+        labelled = rng.random() < p
+        costs = la.costs() if labelled and teacher == "lookahead" else None
+        x = enc(job, view) if labelled else None
+        mine = la.base.decide(job, view)  # keeps the forks' base in step (Lookahead.observe), and its pick breaks ties
+        if labelled:
+            xs.append(x)
+            ys.append(teacher_target(costs, mine) if costs is not None else np.eye(n, dtype=np.float32)[mine])
         a = act.decide(job, view)
-        la.observe(job, view)
         sim.apply(a)
     dim = FeatureSpec(n, SPEC_VERSION).size
     return (np.asarray(xs, np.float32).reshape(-1, dim), np.asarray(ys, np.float32).reshape(-1, n))
@@ -262,6 +298,7 @@ class FamiliesReport:
     wall_s: float
     bases: dict[str, str] = field(default_factory=dict)
     capacities: dict[str, float] = field(default_factory=dict)
+    teachers: dict[str, dict] = field(default_factory=dict)
 
 
 def _gain(ref: list[float], mine: list[float]) -> float:
@@ -295,6 +332,15 @@ def train_families(cfg: FamiliesConfig, seed: int, out: str | Path,
         mine = [c for c in cells if c["family"] == f.name]
         bases[f.name] = min(BASES, key=lambda h: np.mean([np.mean(c["ref"][h]) for c in mine]))
     progress("teacher bases (best on selection draws): " + ", ".join(f"{k} {v}" for k, v in bases.items()))
+    teachers, checks = {}, {}
+    for f in fams:
+        c = max((c for c in cells if c["family"] == f.name), key=lambda c: c["load"])
+        s0, reqs0 = c["draws"][0]
+        teachers[f.name], la_e2e, b_e2e = teacher_check(f, reqs0, s0, bases[f.name], cfg.horizon_s)
+        checks[f.name] = {"lookahead_e2e": round(la_e2e, 4), "base_e2e": round(b_e2e, 4), "teacher": teachers[f.name]}
+    progress("teachers (the lookahead where it beats its base on a selection draw): "
+             + ", ".join(f"{k} {v} ({checks[k]['lookahead_e2e']:.3f} vs {checks[k]['base_e2e']:.3f} s)"
+                         for k, v in teachers.items()))
 
     data: dict[int, list] = {}
     params = None
@@ -310,7 +356,8 @@ def train_families(cfg: FamiliesConfig, seed: int, out: str | Path,
                 s = TRAIN_SEED_BASE + 1000 * seed + k_draw
                 k_draw += 1
                 reqs = draw(f, s, load * caps[f.name], cfg.n_requests)
-                x, y = label_episode(f, reqs, s, bases[f.name], beh, cfg.labels_per_episode, cfg.horizon_s, rng)
+                x, y = label_episode(f, reqs, s, bases[f.name], beh, cfg.labels_per_episode, cfg.horizon_s, rng,
+                                     teachers[f.name])
                 data.setdefault(n, []).append((x, y))
         merged = {n: (np.concatenate([a for a, _ in v]), np.concatenate([b for _, b in v])) for n, v in data.items()}
         params, fit_stats = fit(merged, params, cfg, seed + rnd)
@@ -339,8 +386,8 @@ def train_families(cfg: FamiliesConfig, seed: int, out: str | Path,
     spec = FeatureSpec(4, SPEC_VERSION)
     meta = {"variant": NAME, "arch": "shared", "n_instances": 4, "feature_spec": spec_metadata(spec),
             "config": dq.to_dict(),
-            "families": {**asdict(cfg), "seed": seed, "bases": bases, "train_capacity_rps": caps},
+            "families": {**asdict(cfg), "seed": seed, "bases": bases, "teachers": checks, "train_capacity_rps": caps},
             "stats": {"rounds": rounds, "best_round": best["round"], "selection": best["table"],
                       "train_wall_s": round(wall, 1)}}
     ckpt = save_checkpoint(out, best["params"], meta)
-    return FamiliesReport(ckpt, rounds, best["table"], best["round"], wall, bases, caps)
+    return FamiliesReport(ckpt, rounds, best["table"], best["round"], wall, bases, caps, checks)

@@ -42,6 +42,9 @@ def test_teacher_target_spreads_over_ties_only():
 
     assert teacher_target([3.0, 1.0, 2.0]).tolist() == [0.0, 1.0, 0.0]
     assert teacher_target([1.0, 5.0, 1.0, 1.0000001]).tolist() == pytest.approx([1 / 3, 0.0, 1 / 3, 1 / 3])
+    # the base heuristic's pick breaks a tie, never a strict preference of the lookahead
+    assert teacher_target([1.0, 5.0, 1.0, 1.0000001], prefer=2).tolist() == [0.0, 0.0, 1.0, 0.0]
+    assert teacher_target([3.0, 1.0, 2.0], prefer=0).tolist() == [0.0, 1.0, 0.0]
 
 
 def test_a_tiny_run_labels_fits_selects_and_writes_a_servable_checkpoint(tmp_path):
@@ -53,6 +56,7 @@ def test_a_tiny_run_labels_fits_selects_and_writes_a_servable_checkpoint(tmp_pat
     rep = train_families(cfg, 0, tmp_path / "ck")
     assert [r["round"] for r in rep.rounds] == [0, 1]
     assert set(rep.bases) == {"paper", "heterogeneous"}
+    assert {t["teacher"] for t in rep.teachers.values()} <= {"lookahead", "base"} and set(rep.teachers) == set(rep.bases)
     labels = rep.rounds[-1]["labels"]
     assert set(labels) == {"4", "8"} and all(v > 0 for v in labels.values())
     assert labels["4"] > rep.rounds[0]["labels"]["4"]  # DAgger keeps every round's data
