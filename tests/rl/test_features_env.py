@@ -36,7 +36,7 @@ def test_feature_spec_v2_appends_prefill_backlog_and_decode_kv_per_instance():
     # v1's rows are a prefix of each v2 instance block: only the two new numbers differ
     assert spec.per_instance_dict() != FeatureSpec(4, version=1).per_instance_dict()
     with pytest.raises(ValueError, match="unknown feature spec version"):
-        FeatureSpec(4, version=3)
+        FeatureSpec(4, version=4)  # v3 exists since #14 (phaser.rl.families)
     assert FeatureSpec.from_stored({"version": 1}, 8) == FeatureSpec(8, version=1)
     assert FeatureSpec.from_stored({}, 8).version == 1  # written before versions existed
     with pytest.raises(ValueError):
