@@ -193,7 +193,7 @@ def train_candidate(twin: Twin, incumbent, *, segments: int = 4, rounds: int = 2
     """Fit the instances, train a candidate on the training replays, judge it against
     ``incumbent`` (``(n, seed) -> policy``) on the held-out replays, all in the twin."""
     from phaser.policies import make_policy
-    from phaser.rl.families import BASES, FamiliesConfig, fit, label_episode, mean_e2e, student
+    from phaser.rl.families import BASES, StudentConfig, fit, label_episode, mean_e2e, student
 
     reqs = twin.requests()
     if len(reqs) < 2 * segments * 5:
@@ -209,9 +209,7 @@ def train_candidate(twin: Twin, incumbent, *, segments: int = 4, rounds: int = 2
         parts.append([r.model_copy(update={"arrival_s": r.arrival_s - t0}) for r in seg])
     train, held = parts[0::2], parts[1::2]
     base = min(BASES, key=lambda h: np.mean([mean_e2e(fam, lambda s, h=h: make_policy(h, n, s), p, seed) for p in train]))
-    # the learner's hyperparameters (network, steps, horizon); the family list is unused here
-    cfg = FamiliesConfig(families=("paper",), rounds=rounds, labels_per_episode=labels_per_segment,
-                         updates_per_round=updates)
+    cfg = StudentConfig(updates=updates)
     rng = np.random.default_rng(seed)
     xs, ys, params = [], [], incumbent_params
     for rnd in range(rounds):

@@ -184,10 +184,7 @@ class TrainerCore:
         return copy.deepcopy(self.twin), incumbent, self.twin_rounds
 
     def twin_publish(self, res, now_s: float) -> PolicyUpdate | None:
-        from phaser.rl.checkpoint import spec_metadata
-        from phaser.rl.config import DQNConfig
-        from phaser.rl.families import NAME, SPEC_VERSION
-        from phaser.rl.features import FeatureSpec
+        from phaser.rl.families import SPEC_VERSION, StudentConfig, checkpoint_meta
 
         self.twin_rounds += 1
         self.twin.scales = list(res.scales)  # the next fit starts from what this one found
@@ -195,19 +192,17 @@ class TrainerCore:
         if not res.wins:
             return None
         self.twin_wins += 1
-        cfg = DQNConfig(variant=NAME, arch="shared", allow_wait=False)
-        meta = {"variant": NAME, "arch": "shared", "n_instances": self.twin.n,
-                "feature_spec": spec_metadata(FeatureSpec(self.twin.n, SPEC_VERSION)), "config": cfg.to_dict(),
-                "parent_version": self.learner.parent, "source": "twin",
-                "twin": {"reason": res.reason, "gain_pct": res.gain_pct, "wins_on": res.wins_on,
-                         "held_out": res.held_out, "scales": res.scales, "profiles": list(self.twin.profiles()),
-                         **res.detail},
-                "stats": {"updates": 0, "transitions": len(self.twin), "reward_mean": 0.0, "loss": None}}
+        hidden = StudentConfig().hidden  # what phaser.twin.train_candidate trains
+        meta = checkpoint_meta(
+            self.twin.n, hidden, parent_version=self.learner.parent, source="twin",
+            twin={"reason": res.reason, "gain_pct": res.gain_pct, "wins_on": res.wins_on, "held_out": res.held_out,
+                  "scales": res.scales, "profiles": list(self.twin.profiles()), **res.detail},
+            stats={"updates": 0, "transitions": len(self.twin), "reward_mean": 0.0, "loss": None})
         if self.predictor is not None:
             meta["predictor"] = self.predictor.to_dict()
         version, path, checksum = self.store.publish(res.params, meta)
         self.published.append(version)
-        self._twin_incumbent = {"params": res.params, "arch": "shared", "hidden": list(cfg.hidden), "version": SPEC_VERSION}
+        self._twin_incumbent = {"params": res.params, "arch": "shared", "hidden": list(hidden), "version": SPEC_VERSION}
         self.learner.parent = version
         log.info("published v%d from the twin", version)
         return PolicyUpdate(kind="published", version=version, path=str(path), checksum=checksum,

@@ -104,20 +104,31 @@ def get_families(spec: str | None) -> list[Family]:
 
 
 # ------------------------------------------------------------------ requests
-def family_requests(fam: Family, i: int, rate: float | None, n: int) -> list:
-    """Draw ``i`` of the family at ``rate`` (None: its own)."""
+def family_draw(fam: Family, seed: int, rate: float | None, n: int) -> list:
+    """The family's requests for workload seed ``seed`` (a trace family: the window ``seed`` names,
+    ``phaser.rl.windows``), retimed to ``rate`` (None: its own). Training, selection and the
+    leaderboard differ only in the seeds they pass."""
     from load_generator import transforms
     from load_generator.registry import load_workload
 
     sc = fam.scenario
     if fam.trace:
+        from phaser.rl.windows import TraceWindows
+
+        reqs = TraceWindows(sc.workload).requests(seed)
+        return transforms.retime(reqs, rate) if rate else reqs
+    return list(load_workload(sc.workload, n=n, rate=rate or sc.rate, seed=seed))
+
+
+def family_requests(fam: Family, i: int, rate: float | None, n: int) -> list:
+    """The leaderboard's draw ``i`` of the family at ``rate``: seed ``SEED_BASE + i``, or the trace's
+    test window ``i`` (cycling)."""
+    if fam.trace:
         from phaser.rl.windows import TEST_SEED_BASE, TraceWindows
 
-        tw = TraceWindows(sc.workload)
-        k = len(tw.seeds("test"))
-        reqs = tw.requests(TEST_SEED_BASE + (i % k))
-        return transforms.retime(reqs, rate) if rate else reqs
-    return list(load_workload(sc.workload, n=n, rate=rate or sc.rate, seed=SEED_BASE + i))
+        k = len(TraceWindows(fam.scenario.workload).seeds("test"))
+        return family_draw(fam, TEST_SEED_BASE + (i % k), rate, n)
+    return family_draw(fam, SEED_BASE + i, rate, n)
 
 
 def _run(fam: Family, policy: str, reqs: list, seed: int, keep: bool = False):

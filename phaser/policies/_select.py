@@ -13,14 +13,17 @@ from typing import Callable, Sequence
 class RotatingArg:
     """argmin over instances with rotating tie-break; deterministic, no RNG."""
 
-    __slots__ = ("_start",)
+    __slots__ = ("_start", "last_ties")
 
     def __init__(self) -> None:
         self._start = 0
+        #: the allowed instances that shared the best value at the last call (the pick among them)
+        self.last_ties: list[int] = []
 
     def argmin(self, values: Sequence[float], allowed: Callable[[int], bool] | None = None) -> int:
         n = len(values)
         best, best_v = -1, 0.0
+        ties: list[int] = []
         s = self._start
         for k in range(n):
             i = (s + k) % n
@@ -29,8 +32,12 @@ class RotatingArg:
             v = values[i]
             if best < 0 or v < best_v:
                 best, best_v = i, v
+                ties = [i]
+            elif v == best_v:
+                ties.append(i)
         if best < 0:
             raise ValueError("no allowed instance")
+        self.last_ties = ties
         self._start = (best + 1) % n
         return best
 

@@ -51,7 +51,14 @@ class DynamoKV:
             return self._max.pick(list(-c))
         z = -(c / max(c.max(), 1e-9)) / self.t
         p = np.exp(z - z.max())
-        return int(self.rng.choice(len(p), p=p / p.sum()))
+        pick = int(self.rng.choice(len(p), p=p / p.sum()))
+        self._max.last_ties = [pick]  # a draw has no tie set: the drawn instance alone
+        return pick
+
+    @property
+    def ties(self) -> list[int]:
+        """The instances the last decision found equally good (its pick is one of them)."""
+        return list(self._max.last_ties)
 
 
 @register("dynamo-kv")

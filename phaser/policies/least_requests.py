@@ -19,6 +19,11 @@ class LeastRequests:
     def decide(self, job, view) -> int:
         return self._pick.argmin([i.outstanding for i in view.instances])
 
+    @property
+    def ties(self) -> list[int]:
+        """The instances the last decision found equally good (its pick is one of them)."""
+        return list(self._pick.last_ties)
+
 
 @register("least-requests")
 def make(n_instances: int, seed: int = 0, **_):

@@ -36,6 +36,11 @@ class PrefixAware:
                 return self._pick.argmin(tokens, lambda k: hits[k] == best)
         return self._pick.argmin(tokens)
 
+    @property
+    def ties(self) -> list[int]:
+        """The instances the last decision found equally good (its pick is one of them)."""
+        return list(self._pick.last_ties)
+
 
 @register("prefix-aware")
 def make(n_instances: int, seed: int = 0, balance_rel: float = 1.5, balance_abs: int = 4, **_):

@@ -71,10 +71,13 @@ class MaxScorePicker:
 
     def __init__(self, seed: int = 0):
         self.rng = np.random.default_rng(seed)
+        #: the instances that shared the best score at the last pick
+        self.last_ties: list[int] = []
 
     def pick(self, scores: Sequence[float]) -> int:
         best = max(scores)
         ties = [k for k, s in enumerate(scores) if s >= best - 1e-12]
+        self.last_ties = ties
         return ties[0] if len(ties) == 1 else int(ties[int(self.rng.integers(len(ties)))])
 
 
@@ -114,3 +117,8 @@ class ScoringPolicy:
                 total[k] += w * (0.0 if math.isnan(v) else v)
         self.last_scores = total
         return self.picker.pick(total)
+
+    @property
+    def ties(self) -> list[int]:
+        """The instances the last decision found equally good (its pick is one of them)."""
+        return list(getattr(self.picker, "last_ties", []))

@@ -26,6 +26,11 @@ class WorkloadAware:
     def decide(self, job, view) -> int:
         return self._pick.argmin(penalties(job, view, self.alpha, self.eps))
 
+    @property
+    def ties(self) -> list[int]:
+        """The instances the last decision found equally good (its pick is one of them)."""
+        return list(self._pick.last_ties)
+
 
 @register("workload-aware")
 def make(n_instances: int, seed: int = 0, alpha: float = ALPHA, eps: float = EPS_S, **_):

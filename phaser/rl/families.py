@@ -25,9 +25,11 @@
    student is refitted on all of it, warm-started from the previous round.
    Label: the teacher's window cost per instance; the instances within
    ``TIE_REL`` of the cheapest all count as its choice, and among them the
-   base heuristic's own pick wins (one step of policy improvement keeps the
-   base's action unless another is strictly better). If the base's pick is
-   not among them the target is uniform over them. Measured: without the
+   base heuristic's own choices win (one step of policy improvement keeps the
+   base's action unless another is strictly better). The base's choices are
+   its whole tie set (``policy.ties``: the instances its rule scored equally;
+   dynamo-kv and llm-d draw among them at random, the others rotate), so the
+   target is uniform over cheapest ∩ ties, else over the cheapest. Measured: without the
    tie-break, 16-instance prefix-heavy labels were mostly "any idle
    instance" (the blindfolded forks, seeing no future arrivals, do not value
    keeping a prefix for its followers), and the student trailed dynamo-kv by
@@ -36,7 +38,10 @@
    there. So each family's teacher is **checked first**: the lookahead runs
    one selection draw at the highest selection load; where it does not beat
    its base heuristic there, that family's labels are the base's own picks
-   (``teacher_kind`` "base", no forks), else the lookahead's.
+   (``teacher_kind`` "base", no forks: uniform over the base's tie set),
+   else the lookahead's. Measured (2026-12-03): with one-hot labels of
+   dynamo-kv's random pick, the student agreed with its labels 29 % of the
+   time at 16 instances; the tie-set labels are the fix for that noise.
 4. **The student**: the shared per-instance network (``phaser.rl.network``,
    ``arch="shared"``) on feature spec version 3 (``phaser.rl.features``: cache
    hits, this request's prefill time and the decode step on each instance's own
@@ -60,7 +65,7 @@ import math
 import time
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
-from typing import Callable
+from typing import Callable, Sequence
 
 import numpy as np
 
@@ -73,6 +78,19 @@ BASES = ("workload-aware", "dynamo-kv", "least-requests", "prefix-aware")
 #: instances whose lookahead cost is within this share of the cheapest all count as the teacher's choice
 TIE_REL = 1e-3
 NAME = "rl-families"
+
+
+@dataclass(frozen=True)
+class StudentConfig:
+    """The student and its fit: what ``fit``, ``label_episode`` and ``student`` read (the twin uses
+    these alone; ``FamiliesConfig.student`` is the cross-family run's)."""
+
+    hidden: tuple[int, ...] = (64, 64)
+    learning_rate: float = 1e-3
+    batch_size: int = 256
+    updates: int = 3000               # Adam steps per fit
+    max_grad_norm: float = 10.0
+    horizon_s: float = 10.0           # the teacher's lookahead window
 
 
 @dataclass(frozen=True)
@@ -104,20 +122,19 @@ class FamiliesConfig:
         if any(not 0 < x <= 3 for x in self.loads + self.eval_loads):
             raise ValueError("loads are fractions of capacity in (0, 3]")
 
+    @property
+    def student(self) -> StudentConfig:
+        return StudentConfig(self.hidden, self.learning_rate, self.batch_size, self.updates_per_round,
+                             self.max_grad_norm, self.horizon_s)
+
 
 # --- 1. the families' draws ---------------------------------------------------------
 
 def draw(fam, seed: int, rate: float | None, n: int) -> list:
     """A family's requests: synthetic seed ``seed``, or the trace window ``seed`` maps to, at ``rate``."""
-    from load_generator import transforms
-    from load_generator.registry import load_workload
-    from phaser.rl.windows import TraceWindows
+    from phaser.bench.leaderboard import family_draw
 
-    sc = fam.scenario
-    if fam.trace:
-        reqs = TraceWindows(sc.workload).requests(seed)
-        return transforms.retime(reqs, rate) if rate else reqs
-    return list(load_workload(sc.workload, n=n, rate=rate or sc.rate, seed=seed))
+    return family_draw(fam, seed, rate, n)
 
 
 def selection_seeds(fam, k: int) -> list[int]:
@@ -149,12 +166,9 @@ def train_capacity(fam, n: int, seed: int, draws: int = 3) -> float:
 
 
 def mean_e2e(fam, policy_factory: Callable[[int], object], reqs: list, seed: int) -> float:
-    from phaser.bench.runner import sim_config
-    from phaser.predictor import CrossFitted
-    from phaser.sim import simulate
+    from phaser.rl.training import mean_e2e as scenario_mean_e2e
 
-    res = simulate(reqs, policy_factory(seed), sim_config(fam.scenario), predictor=CrossFitted(reqs), seed=seed)
-    return float(res.summary["e2e_mean"])
+    return scenario_mean_e2e(fam.scenario, policy_factory, reqs, seed)
 
 
 def heuristic(name: str, n: int) -> Callable[[int], object]:
@@ -165,15 +179,24 @@ def heuristic(name: str, n: int) -> Callable[[int], object]:
 
 # --- 2.-3. labels: the teacher on the behaviour policy's states -------------------
 
-def teacher_target(costs: list[float], prefer: int | None = None) -> np.ndarray:
-    """The teacher's choice as a distribution: ``prefer`` (the base heuristic's pick) if it is
-    among the cheapest, else uniform over the cheapest."""
+def teacher_target(costs: list[float] | None, prefer: Sequence[int] = (), n: int | None = None) -> np.ndarray:
+    """The teacher's choice as a distribution over instances.
+
+    ``prefer`` is the base heuristic's tie set (the instances its rule found equally good; its pick is
+    one of them). With lookahead ``costs``: uniform over the cheapest instances that are also in
+    ``prefer``, else over the cheapest. Without costs (teacher "base"): uniform over ``prefer`` —
+    a rule that breaks ties at random teaches its whole tie set, not the instance its RNG drew."""
+    if costs is None:
+        t = np.zeros(int(n), np.float32)
+        t[list(prefer)] = 1.0
+        return t / t.sum()
     c = np.asarray(costs, np.float64)
     lo = c.min()
     near = c <= lo + max(1e-9, TIE_REL * abs(lo))
-    if prefer is not None and 0 <= prefer < len(c) and near[prefer]:
-        near = np.zeros_like(near)
-        near[prefer] = True
+    mine = np.zeros_like(near)
+    mine[[k for k in prefer if 0 <= k < len(c)]] = True
+    if (near & mine).any():
+        near = near & mine
     return (near / near.sum()).astype(np.float32)
 
 
@@ -216,10 +239,10 @@ def label_episode(fam, reqs: list, seed: int, base: str, behaviour: Callable[[in
         labelled = rng.random() < p
         costs = la.costs() if labelled and teacher == "lookahead" else None
         x = enc(job, view) if labelled else None
-        mine = la.base.decide(job, view)  # keeps the forks' base in step (Lookahead.observe), and its pick breaks ties
+        mine = la.base.decide(job, view)  # keeps the forks' base in step (Lookahead.observe); its tie set breaks ties
         if labelled:
             xs.append(x)
-            ys.append(teacher_target(costs, mine) if costs is not None else np.eye(n, dtype=np.float32)[mine])
+            ys.append(teacher_target(costs, getattr(la.base, "ties", None) or [mine], n))
         a = act.decide(job, view)
         sim.apply(a)
     dim = FeatureSpec(n, SPEC_VERSION).size
@@ -227,6 +250,16 @@ def label_episode(fam, reqs: list, seed: int, base: str, behaviour: Callable[[in
 
 
 # --- 4. the student --------------------------------------------------------------
+
+def checkpoint_meta(n_instances: int, hidden: tuple[int, ...], **extra) -> dict:
+    """The metadata of an rl-families checkpoint (``train-families`` and the trainer's twin both write them)."""
+    from phaser.rl.checkpoint import spec_metadata
+    from phaser.rl.config import DQNConfig
+
+    dq = DQNConfig(variant=NAME, arch="shared", hidden=tuple(hidden), allow_wait=False)
+    return {"variant": NAME, "arch": "shared", "n_instances": int(n_instances),
+            "feature_spec": spec_metadata(FeatureSpec(n_instances, SPEC_VERSION)), "config": dq.to_dict(), **extra}
+
 
 def student(params: dict, hidden: tuple[int, ...]) -> Callable[[int, int], object]:
     """(n_instances, seed) → the student as a routing policy."""
@@ -236,7 +269,7 @@ def student(params: dict, hidden: tuple[int, ...]) -> Callable[[int, int], objec
                                  allow_wait=False)
 
 
-def fit(data: dict[int, tuple[np.ndarray, np.ndarray]], params: dict | None, cfg: FamiliesConfig,
+def fit(data: dict[int, tuple[np.ndarray, np.ndarray]], params: dict | None, cfg: StudentConfig,
         seed: int) -> tuple[dict, dict]:
     """Cross-entropy of the instance scores against the teacher's targets, on every instance count's data."""
     import jax
@@ -275,12 +308,12 @@ def fit(data: dict[int, tuple[np.ndarray, np.ndarray]], params: dict | None, cfg
     w = np.array([sizes[n] for n in ns], float)
     w /= w.sum()
     last: dict[int, list] = {n: [] for n in ns}
-    for k in range(cfg.updates_per_round):
+    for k in range(cfg.updates):
         n = ns[int(rng.choice(len(ns), p=w))]
         x, y = data[n]
         idx = rng.integers(0, len(x), min(cfg.batch_size, len(x)))
         p, opt, loss, agree = steps[n](p, opt, x[idx], y[idx])
-        if k >= cfg.updates_per_round - 200:
+        if k >= cfg.updates - 200:
             last[n].append((float(loss), float(agree)))
     stats = {str(n): {"labels": sizes[n], "ce": round(float(np.mean([a for a, _ in v])), 4),
                       "agreement": round(float(np.mean([b for _, b in v])), 4)} for n, v in last.items() if v}
@@ -308,8 +341,7 @@ def _gain(ref: list[float], mine: list[float]) -> float:
 def train_families(cfg: FamiliesConfig, seed: int, out: str | Path,
                    progress: Callable[[str], None] = lambda s: None) -> FamiliesReport:
     from phaser.bench.leaderboard import FAMILIES
-    from phaser.rl.checkpoint import save_checkpoint, spec_metadata
-    from phaser.rl.config import DQNConfig
+    from phaser.rl.checkpoint import save_checkpoint
     from phaser.rl.training import TRAIN_SEED_BASE
 
     t0 = time.perf_counter()
@@ -360,7 +392,7 @@ def train_families(cfg: FamiliesConfig, seed: int, out: str | Path,
                                      teachers[f.name])
                 data.setdefault(n, []).append((x, y))
         merged = {n: (np.concatenate([a for a, _ in v]), np.concatenate([b for _, b in v])) for n, v in data.items()}
-        params, fit_stats = fit(merged, params, cfg, seed + rnd)
+        params, fit_stats = fit(merged, params, cfg.student, seed + rnd)
         table = []
         for c in cells:
             f = FAMILIES[c["family"]]
@@ -382,12 +414,9 @@ def train_families(cfg: FamiliesConfig, seed: int, out: str | Path,
             best.update(score=score, params=params, round=rnd, table=table)
 
     wall = time.perf_counter() - t0
-    dq = DQNConfig(variant=NAME, arch="shared", hidden=cfg.hidden, allow_wait=False)
-    spec = FeatureSpec(4, SPEC_VERSION)
-    meta = {"variant": NAME, "arch": "shared", "n_instances": 4, "feature_spec": spec_metadata(spec),
-            "config": dq.to_dict(),
-            "families": {**asdict(cfg), "seed": seed, "bases": bases, "teachers": checks, "train_capacity_rps": caps},
-            "stats": {"rounds": rounds, "best_round": best["round"], "selection": best["table"],
-                      "train_wall_s": round(wall, 1)}}
+    meta = checkpoint_meta(
+        4, cfg.hidden,
+        families={**asdict(cfg), "seed": seed, "bases": bases, "teachers": checks, "train_capacity_rps": caps},
+        stats={"rounds": rounds, "best_round": best["round"], "selection": best["table"], "train_wall_s": round(wall, 1)})
     ckpt = save_checkpoint(out, best["params"], meta)
     return FamiliesReport(ckpt, rounds, best["table"], best["round"], wall, bases, caps, checks)

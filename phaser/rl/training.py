@@ -89,17 +89,18 @@ def make_sim_factory(sc: Scenario, n_requests: int | None = None,
 def evaluate(sc: Scenario, policy_factory: Callable[[int], object], seeds: list[int],
              n_requests: int | None = None, windows: TraceWindows | None = None) -> list[float]:
     """Mean E2E of ``policy_factory(seed)`` on each workload seed."""
+    return [mean_e2e(sc, policy_factory, scenario_requests(sc, s, n_requests, windows), s) for s in seeds]
+
+
+def mean_e2e(sc: Scenario, policy_factory: Callable[[int], object], reqs: list, seed: int) -> float:
+    """Mean E2E of ``policy_factory(seed)`` on ``reqs`` in the scenario's cluster (the predictor
+    cross-fitted on the requests, as the benchmark does)."""
     from phaser.bench.runner import sim_config
     from phaser.predictor import CrossFitted
     from phaser.sim import simulate
 
-    cfg = sim_config(sc)
-    out = []
-    for s in seeds:
-        reqs = scenario_requests(sc, s, n_requests, windows)
-        res = simulate(reqs, policy_factory(s), cfg, predictor=CrossFitted(reqs), seed=s)
-        out.append(float(res.summary["e2e_mean"]))
-    return out
+    res = simulate(reqs, policy_factory(seed), sim_config(sc), predictor=CrossFitted(reqs), seed=seed)
+    return float(res.summary["e2e_mean"])
 
 
 def heuristic_per_seed(sc: Scenario, seeds: list[int], n_requests: int | None = None,

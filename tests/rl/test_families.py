@@ -42,9 +42,35 @@ def test_teacher_target_spreads_over_ties_only():
 
     assert teacher_target([3.0, 1.0, 2.0]).tolist() == [0.0, 1.0, 0.0]
     assert teacher_target([1.0, 5.0, 1.0, 1.0000001]).tolist() == pytest.approx([1 / 3, 0.0, 1 / 3, 1 / 3])
-    # the base heuristic's pick breaks a tie, never a strict preference of the lookahead
-    assert teacher_target([1.0, 5.0, 1.0, 1.0000001], prefer=2).tolist() == [0.0, 0.0, 1.0, 0.0]
-    assert teacher_target([3.0, 1.0, 2.0], prefer=0).tolist() == [0.0, 1.0, 0.0]
+    # the base heuristic's tie set breaks a tie, never a strict preference of the lookahead
+    assert teacher_target([1.0, 5.0, 1.0, 1.0000001], prefer=[2]).tolist() == [0.0, 0.0, 1.0, 0.0]
+    assert teacher_target([1.0, 5.0, 1.0, 1.0000001], prefer=[1, 2, 3]).tolist() == pytest.approx([0, 0, .5, .5])
+    assert teacher_target([3.0, 1.0, 2.0], prefer=[0]).tolist() == [0.0, 1.0, 0.0]
+    # without the lookahead's costs the label is the base's whole tie set, not the one its RNG drew
+    assert teacher_target(None, [0, 3], 4).tolist() == [0.5, 0.0, 0.0, 0.5]
+
+
+def test_the_bases_report_their_tie_sets():
+    """On an idle cluster every instance is equally good to each base (dynamo-kv and llm-d draw
+    one at random); the tie set is all of them. An instance with a request outstanding leaves
+    the tie set of the rules that count outstanding work (llm-d reads only heartbeats)."""
+    from phaser.cluster.view import ClusterView
+    from phaser.engine.profiles import get_profile
+    from phaser.policies import make_policy
+    from phaser.types import Job
+
+    def job(i):
+        return Job(id=f"r{i}", arrival_s=0.0, prompt_tokens=200, predicted_tokens=50.0, predicted_bucket=0)
+
+    for name in ("dynamo-kv", "least-requests", "workload-aware", "prefix-aware", "llm-d"):
+        view = ClusterView([get_profile("a100-llama3-8b")] * 4)
+        pol = make_policy(name, 4, 0)
+        k = pol.decide(job(0), view)
+        assert sorted(pol.ties) == [0, 1, 2, 3] and k in pol.ties, name
+        if name != "llm-d":
+            view.on_assign(job(1), 2, 0.0)
+            k = pol.decide(job(2), view)
+            assert 2 not in pol.ties and len(pol.ties) == 3 and k in pol.ties, name
 
 
 def test_a_tiny_run_labels_fits_selects_and_writes_a_servable_checkpoint(tmp_path):
