@@ -32,6 +32,12 @@ completion) pair; nothing here does I/O or reads a clock.
   ``min_gain_pct`` and the candidate wins on most held-out replays. Only a
   winner is published; the router's canary and guard then judge it on live
   traffic.
+* **Refusals** (``TwinResult.outcome``, counted in the trainer's
+  ``phaser_trainer_twin_rounds_total{outcome}``): a window under
+  ``MIN_WINDOW`` requests trains nothing ("window"); a fit that leaves an
+  instance without ``MIN_SAMPLES`` completions, or misses any instance's
+  median TBT or TTFT by more than ``MAX_FIT_ERROR``, trains nothing ("fit");
+  a candidate that does not win is not published ("lost").
 """
 
 from __future__ import annotations
@@ -49,8 +55,14 @@ from phaser.errors import PhaserError
 FIT_ITERATIONS = 12
 #: completions per instance before its scale is fitted
 MIN_SAMPLES = 20
-#: requests in the window before a twin round is worth running
+#: requests in the window before a twin round is worth running (fewer: no candidate is trained)
 MIN_WINDOW = 200
+#: the largest relative error, on any fitted instance, of the replay's median TBT or median TTFT
+#: against what that instance measured, at the fitted scales; above it the twin does not publish.
+#: TBT is what the scale is fitted to, so its error is the bisection's and the median's; TTFT is
+#: not fitted, so its error tests the model itself (one time scale per instance): hardware whose
+#: prefill and decode are off by different factors shows here.
+MAX_FIT_ERROR = 0.15
 
 
 class Replay:
@@ -82,6 +94,8 @@ class Twin:
     chunked_prefill: bool = False
     _obs: deque = field(default_factory=deque)
     scales: list[float] = field(default_factory=list)
+    #: per instance, after the last fit: (TBT error, TTFT error), relative; None where it had too little data
+    fit_errors: list = field(default_factory=list)
 
     def __post_init__(self):
         from phaser.engine.profiles import get_profile
@@ -94,6 +108,7 @@ class Twin:
             raise PhaserError(f"--twin-window must be >= 10 requests, got {self.window}")
         self._obs = deque(maxlen=self.window)
         self.scales = [1.0] * len(self.nominal)
+        self.fit_errors = [None] * len(self.nominal)
 
     @property
     def n(self) -> int:
@@ -141,6 +156,7 @@ class Twin:
         where = {o.request.id: o.instance for o in obs}
         measured = [[o.tbt_mean_s for o in obs if o.instance == i and o.request.output_tokens > 1 and o.tbt_mean_s > 0]
                     for i in range(self.n)]
+        ttft = [[o.ttft_s for o in obs if o.instance == i and o.ttft_s > 0] for i in range(self.n)]
         lo, hi = [math.log(0.05)] * self.n, [math.log(20.0)] * self.n
         fitted = [len(m) >= MIN_SAMPLES for m in measured]
         target = [float(np.median(m)) if m else 0.0 for m in measured]
@@ -161,13 +177,40 @@ class Twin:
                     hi[i] = math.log(guess[i])
             scales = [math.exp((a + b) / 2) if f else k for a, b, f, k in zip(lo, hi, fitted, scales)]
         self.scales = scales
+        # how well the fitted model explains what each instance measured (MAX_FIT_ERROR)
+        res = simulate(reqs, Replay(where), sim_config(self.scenario(scales)), predictor=CrossFitted(reqs))
+        errs = []
+        for i in range(self.n):
+            sim_tbt = [r.tbt_mean_s for r in res.records if r.instance == i and r.output_tokens > 1 and r.tbt_mean_s > 0]
+            sim_ttft = [r.ttft_s for r in res.records if r.instance == i and r.ttft_s > 0]
+            if not fitted[i] or not sim_tbt or not sim_ttft or not ttft[i]:
+                errs.append(None)
+                continue
+            m_ttft = float(np.median(ttft[i]))
+            errs.append((abs(float(np.median(sim_tbt)) - target[i]) / target[i],
+                         abs(float(np.median(sim_ttft)) - m_ttft) / m_ttft))
+        self.fit_errors = errs
         return scales
+
+    def fit_problem(self) -> str:
+        """Why the last fit is not good enough to train on ("" when it is)."""
+        for i, e in enumerate(self.fit_errors):
+            if e is None:
+                n = sum(1 for o in self._obs if o.instance == i)
+                return f"instance {i}: {n} completions in the window, too few to fit (need {MIN_SAMPLES})"
+            if max(e) > MAX_FIT_ERROR:
+                return (f"instance {i}: fitted x{self.scales[i]:.3g} misses its median TBT by {100 * e[0]:.0f} % and "
+                        f"median TTFT by {100 * e[1]:.0f} % (bound {100 * MAX_FIT_ERROR:.0f} %)")
+        return ""
 
 
 # --- the candidate -------------------------------------------------------------------
 
 @dataclass
 class TwinResult:
+    """``outcome``: "won" (publish), "lost" (judged, did not win), "fit" (the fitted profile is poor:
+    not judged), "window" (too few requests: not trained)."""
+
     wins: bool
     gain_pct: float                  # candidate vs incumbent, paired mean over held-out replays
     wins_on: int                     # held-out replays the candidate won
@@ -176,6 +219,7 @@ class TwinResult:
     params: dict | None              # the candidate (flat), None if it could not be trained
     reason: str = ""
     detail: dict = field(default_factory=dict)
+    outcome: str = "lost"
 
 
 @dataclass(frozen=True)
@@ -188,17 +232,22 @@ class _TwinFamily:
 
 
 def train_candidate(twin: Twin, incumbent, *, segments: int = 4, rounds: int = 2, labels_per_segment: int = 60,
-                    updates: int = 1500, min_gain_pct: float = 0.5, seed: int = 0, incumbent_params: dict | None = None
-                    ) -> TwinResult:
+                    updates: int = 1500, min_gain_pct: float = 0.5, seed: int = 0, incumbent_params: dict | None = None,
+                    min_window: int = MIN_WINDOW) -> TwinResult:
     """Fit the instances, train a candidate on the training replays, judge it against
     ``incumbent`` (``(n, seed) -> policy``) on the held-out replays, all in the twin."""
     from phaser.policies import make_policy
     from phaser.rl.families import BASES, StudentConfig, fit, label_episode, mean_e2e, student
 
     reqs = twin.requests()
-    if len(reqs) < 2 * segments * 5:
-        return TwinResult(False, 0.0, 0, 0, twin.scales, None, f"only {len(reqs)} requests in the window")
+    if len(reqs) < max(min_window, 2 * segments * 5):
+        return TwinResult(False, 0.0, 0, 0, twin.scales, None,
+                          f"only {len(reqs)} requests in the window (need {max(min_window, 2 * segments * 5)})",
+                          outcome="window")
     scales = twin.fit()
+    if why := twin.fit_problem():
+        return TwinResult(False, 0.0, 0, 0, scales, None, f"poor fit, not trained: {why}", outcome="fit",
+                          detail={"fit_errors": twin.fit_errors})
     fam = _TwinFamily(twin.scenario(scales))
     n = twin.n
     bounds = np.linspace(0, len(reqs), segments + 1).astype(int)
@@ -228,4 +277,5 @@ def train_candidate(twin: Twin, incumbent, *, segments: int = 4, rounds: int = 2
     why = (f"candidate {gain:+.2f}% vs the incumbent on {len(gains)} held-out replays (won {won}); "
            f"fitted time scales {', '.join(f'{k:.3g}' for k in scales)}; teacher base {base}")
     return TwinResult(ok, gain, won, len(gains), scales, params, why,
-                      {"candidate_e2e": cand, "incumbent_e2e": inc, "base": base, "window": len(reqs)})
+                      {"candidate_e2e": cand, "incumbent_e2e": inc, "base": base, "window": len(reqs),
+                       "fit_errors": twin.fit_errors}, outcome="won" if ok else "lost")

@@ -27,9 +27,11 @@ publishes: every joined request enters the twin's window; every
 scales, trains a candidate in the twin (warm-started from the incumbent when
 it is a cross-family network) and judges it against the incumbent on held-out
 replays; only a winner becomes a version (``kind=published``, the twin's
-verdict in its metadata and reason), which the routers then canary. A loser is
-reported (``PolicyUpdate(kind="twin-rejected")`` is not a kind, so it is a log
-line and a stats counter) and nothing is published.
+verdict in its metadata and reason), which the routers then canary. Every
+other outcome — a loser, a poor fit, too small a window, a failed round — is a
+log line with its reason and a count in
+``phaser_trainer_twin_rounds_total{outcome}`` (``services.metrics.trainer``),
+and nothing is published.
 """
 
 from __future__ import annotations
@@ -68,8 +70,12 @@ class TrainerCore:
     _held: dict = field(default_factory=dict)  # request id -> (tp, offset) of its pending half
     twin: object | None = None  # phaser.twin.Twin (--twin): candidates trained and judged in the twin
     twin_every_s: float = 120.0
-    twin_rounds: int = 0        # candidates judged
+    twin_rounds: int = 0        # twin rounds finished (every outcome)
     twin_wins: int = 0          # of which published
+    twin_outcomes: dict = field(default_factory=dict)  # outcome ("won", "lost", "fit", "window", "failed") -> rounds
+    twin_last: str = ""         # the last round's reason
+    twin_last_outcome: str = ""
+    twin_last_gain_pct: float = float("nan")
     _next_twin_wall: float | None = None
     _twin_incumbent: dict | None = None  # the newest twin winner, once there is one
 
@@ -167,10 +173,22 @@ class TrainerCore:
             return False
         if self._next_twin_wall is None:
             self._next_twin_wall = wall_s + self.twin_every_s
-        if wall_s < self._next_twin_wall or len(self.twin) < MIN_WINDOW:
+        if wall_s < self._next_twin_wall:
             return False
         self._next_twin_wall = wall_s + self.twin_every_s
+        if len(self.twin) < MIN_WINDOW:  # no candidate trained on too few requests; counted, not run
+            self._twin_outcome("window", f"only {len(self.twin)} requests in the window (need {MIN_WINDOW})")
+            return False
         return True
+
+    def _twin_outcome(self, outcome: str, reason: str, gain_pct: float = float("nan")) -> None:
+        self.twin_rounds += 1
+        self.twin_outcomes[outcome] = self.twin_outcomes.get(outcome, 0) + 1
+        self.twin_last, self.twin_last_outcome, self.twin_last_gain_pct = reason, outcome, gain_pct
+        log.info("twin round %s: %s", outcome, reason)
+
+    def twin_failed(self, err: BaseException) -> None:
+        self._twin_outcome("failed", f"{err.__class__.__name__}: {err}")
 
     def twin_job(self) -> tuple:
         """What a twin round needs, picklable (the window is copied: ingestion goes on)."""
@@ -186,9 +204,9 @@ class TrainerCore:
     def twin_publish(self, res, now_s: float) -> PolicyUpdate | None:
         from phaser.rl.families import SPEC_VERSION, StudentConfig, checkpoint_meta
 
-        self.twin_rounds += 1
         self.twin.scales = list(res.scales)  # the next fit starts from what this one found
-        log.info("twin: %s", res.reason)
+        self.twin.fit_errors = list(res.detail.get("fit_errors", self.twin.fit_errors))
+        self._twin_outcome(res.outcome, res.reason, res.gain_pct if res.held_out else float("nan"))
         if not res.wins:
             return None
         self.twin_wins += 1
@@ -216,7 +234,8 @@ class TrainerCore:
         out.update({f"join_{k}": v for k, v in self.joiner.counters.as_dict().items()})
         if self.twin is not None:
             out.update(twin_window=float(len(self.twin)), twin_rounds=float(self.twin_rounds),
-                       twin_wins=float(self.twin_wins))
+                       twin_wins=float(self.twin_wins),
+                       **{f"twin_outcome_{k}": float(v) for k, v in self.twin_outcomes.items()})
         return out
 
 
@@ -326,6 +345,7 @@ async def run_trainer(bootstrap: str, core: TrainerCore, clock, n_instances: int
                         upd = core.twin_publish(twin_fut.result(), clock.now())
                     except Exception as e:  # a failed round is reported; the next one is due later
                         log.warning("twin round failed: %s: %s", e.__class__.__name__, e)
+                        core.twin_failed(e)
                         upd = None
                     twin_fut = None
                     if upd is not None:

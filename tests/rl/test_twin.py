@@ -11,16 +11,16 @@ from phaser.bench.scenarios import Scenario
 from phaser.policies import make_policy
 from phaser.predictor import CrossFitted
 from phaser.sim import simulate
-from phaser.twin import Twin, train_candidate
+from phaser.twin import MAX_FIT_ERROR, MIN_WINDOW, Twin, train_candidate
 
 TOLD = ("a100-llama3-8b",) * 4
 TRUTH = ("a100-llama3-8b",) * 2 + ("a100-llama3-8b@x1.6",) * 2  # half the instances 1.6x slower
 
 
-def _live(n: int = 600, rate: float = 14.0, seed: int = 3):
+def _live(n: int = 600, rate: float = 14.0, seed: int = 3, truth: tuple = TRUTH):
     """What the live stack would have streamed: each request, and its completion from the true hardware."""
     reqs = list(load_workload("azure-conv", n=n, rate=rate, seed=seed))
-    sc = Scenario("truth", "azure-conv", 4, TRUTH[0], rate, n, profiles=TRUTH)
+    sc = Scenario("truth", "azure-conv", 4, truth[0], rate, n, profiles=truth)
     res = simulate(reqs, make_policy("round-robin", 4, seed), sim_config(sc), predictor=CrossFitted(reqs), seed=seed)
     by_id = {r.id: r for r in reqs}
     return [(by_id[r.id], r.to_completion()) for r in res.records]
@@ -34,6 +34,19 @@ def test_the_fit_recovers_the_slower_half_within_ten_percent():
     assert scales[0] == pytest.approx(1.0, rel=0.1) and scales[1] == pytest.approx(1.0, rel=0.1)
     assert scales[2] == pytest.approx(1.6, rel=0.1) and scales[3] == pytest.approx(1.6, rel=0.1)
     assert twin.profiles()[2].startswith("a100-llama3-8b@x")
+    assert all(max(e) < MAX_FIT_ERROR for e in twin.fit_errors) and twin.fit_problem() == ""
+
+
+def test_hardware_one_time_scale_cannot_explain_is_a_poor_fit_and_trains_nothing():
+    """Half the instances are H100s: decode and prefill are faster by different factors, so the
+    scale that matches their TBT misses their TTFT (by 80 %, 2026-12-03) and the twin refuses."""
+    twin = Twin(TOLD, window=2000)
+    for req, c in _live(truth=TOLD[:2] + ("h100-llama3-8b",) * 2):
+        twin.observe(req, c)
+    res = train_candidate(twin, lambda n, s: make_policy("round-robin", n, s))
+    assert res.outcome == "fit" and not res.wins and res.params is None
+    assert "instance 2" in res.reason and "TTFT" in res.reason
+    assert twin.fit_errors[2][1] > MAX_FIT_ERROR and twin.fit_errors[0][1] < MAX_FIT_ERROR
 
 
 def test_the_window_keeps_the_newest_and_ignores_what_was_not_served():
@@ -66,6 +79,50 @@ def test_too_small_a_window_is_no_candidate():
         twin.observe(req, c)
     res = train_candidate(twin, lambda n, s: make_policy("round-robin", n, s))
     assert not res.wins and res.params is None and "requests in the window" in res.reason
+    assert res.outcome == "window"
+
+
+def test_the_twin_refuses_a_candidate_that_loses_to_the_incumbent(tmp_path):
+    """A candidate fitted for one step (near its random initial weights) against workload-aware:
+    it loses in held-out replay, so the trainer publishes nothing and says why, in its metrics."""
+    from prometheus_client import generate_latest
+
+    from policy_trainer.service import build_core
+    from services.metrics import Metrics
+    from services.metrics.trainer import trainer_metrics
+
+    core = build_core(str(tmp_path / "store"), 4, None, 0, publish_every_updates=500, publish_every_s=30.0,
+                      freeze=False, settle_s=60.0)
+    core.twin = Twin(TOLD, window=2000)
+    for req, c in _live():
+        core.twin.observe(req, c)
+    res = train_candidate(core.twin, lambda n, s: make_policy("workload-aware", n, s), segments=4, rounds=1,
+                          labels_per_segment=10, updates=1)
+    assert res.outcome == "lost" and not res.wins and res.gain_pct < 0 and res.held_out == 2, res.reason
+    assert core.twin_publish(res, 10.0) is None
+    st = core.stats()
+    assert st["twin_rounds"] == 1 and st["twin_wins"] == 0 and st["twin_outcome_lost"] == 1 and st["published"] == 0
+    m = Metrics("trainer-test")
+    trainer_metrics(m, core)
+    text = generate_latest(m.registry).decode()
+    assert 'phaser_trainer_twin_rounds_total{outcome="lost"} 1.0' in text
+    assert 'phaser_trainer_twin_rounds_total{outcome="won"} 0.0' in text
+    assert 'phaser_trainer_twin_last_info{outcome="lost",reason="candidate -' in text
+    assert 'phaser_trainer_twin_fit_error{instance="2",metric="ttft_p50"}' in text
+
+
+def test_a_due_round_with_too_small_a_window_is_counted_not_run(tmp_path):
+    from policy_trainer.service import build_core
+
+    core = build_core(str(tmp_path / "store"), 4, None, 0, publish_every_updates=500, publish_every_s=30.0,
+                      freeze=False, settle_s=60.0)
+    core.twin = Twin(TOLD, window=2000)
+    for req, c in _live(n=MIN_WINDOW // 2):
+        core.twin.observe(req, c)
+    assert not core.twin_due(0.0)          # arms the timer
+    assert not core.twin_due(1e9)          # due, but the window is too small: counted
+    assert core.twin_outcomes == {"window": 1} and core.twin_last_outcome == "window"
+    assert "requests in the window" in core.twin_last
 
 
 def test_the_trainer_s_twin_round_publishes_a_winner_the_router_can_serve(tmp_path):
