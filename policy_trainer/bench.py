@@ -28,6 +28,7 @@ import random
 import tempfile
 import time
 import uuid
+from typing import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -81,12 +82,15 @@ class LiveRun:
 
 async def run_live(bootstrap: str, requests: list, *, instances: int, profile: str, time_scale: float,
                    swap_opts: dict, driver=None, before_load=None, topics=None, timeout_s: float = 60.0,
-                   policy: str = "round-robin", settle_after_s: float = 0.3) -> LiveRun:
+                   policy: str = "round-robin", settle_after_s: float = 0.3,
+                   until: Callable[[LiveRun], bool] | None = None) -> LiveRun:
     """Router with ``services.policy_swap.attach(**swap_opts)`` + one worker for
     every instance + the real load publisher, in this event loop, until every
     request completed (or ``timeout_s``). ``before_load(run, publish_update)``
     is awaited once the services consume, before the first request;
-    ``driver(run, publish_update)`` runs alongside the load."""
+    ``driver(run, publish_update)`` runs alongside the load. ``until(run)``:
+    once it holds, the load stops (the rest of ``requests`` is never sent) and
+    the run ends when every request that was sent has completed."""
     from load_generator.publisher import publish
     from services.clock import StackClock
     from services.kafka import Publisher, Topics, ensure_topics, fetch, make_producer, start_consumer, stop_consumer
@@ -143,7 +147,9 @@ async def run_live(bootstrap: str, requests: list, *, instances: int, profile: s
             await asyncio.sleep(0.01)
         if before_load is not None:
             await before_load(run, publish_update)
-        load = asyncio.create_task(publish(requests, bootstrap, time_scale, topics=topics, idempotent=False))
+        stop_load = asyncio.Event()
+        load = asyncio.create_task(publish(requests, bootstrap, time_scale, topics=topics, idempotent=False,
+                                           stop=stop_load))
         drive = asyncio.create_task(driver(run, publish_update)) if driver is not None else None
         deadline = time.monotonic() + timeout_s
         while time.monotonic() < deadline and not want <= run.completions.keys():
@@ -152,6 +158,10 @@ async def run_live(bootstrap: str, requests: list, *, instances: int, profile: s
             for t in tasks + ([drive] if drive else []):
                 if t.done() and t.exception() is not None:
                     t.result()  # a crashed service fails loudly
+            if until is not None and not stop_load.is_set() and until(run):
+                stop_load.set()
+            if stop_load.is_set() and load.done():  # what was sent, in order, is what must complete
+                want = {r.id for r in requests[:load.result()["handed"]]}
         run.publish_report = await load
         if drive is not None:  # bounded: a driver waiting for something that cannot happen must not hang the run
             try:

@@ -40,6 +40,7 @@ import asyncio
 import logging
 import sys
 import time
+from collections import Counter, deque
 from dataclasses import dataclass, field
 
 from phaser.errors import PhaserError
@@ -51,6 +52,9 @@ import protos
 from protos.messages import Assignment, Completion, InstanceStatus, PolicyUpdate
 
 log = logging.getLogger("phaser.trainer")
+
+#: recent assignments whose majority (policy, version) is taken as what the routers serve
+SERVED_WINDOW = 200
 
 
 @dataclass
@@ -78,6 +82,7 @@ class TrainerCore:
     twin_last_gain_pct: float = float("nan")
     _next_twin_wall: float | None = None
     _twin_incumbent: dict | None = None  # the newest twin winner, once there is one
+    _served: deque = field(default_factory=lambda: deque(maxlen=SERVED_WINDOW))  # (policy, version) of recent decisions
 
     def commit_positions(self, fetched: dict) -> dict:
         """Offsets safe to commit: per partition the oldest record whose half is still
@@ -103,6 +108,7 @@ class TrainerCore:
         never commits past a half that is still waiting for its partner."""
         self.events += 1
         if isinstance(msg, Assignment):
+            self._served.append((msg.policy, int(msg.policy_version)))
             j = self.joiner.add_assignment(msg, now_s)
         elif isinstance(msg, Completion):
             if msg.status != "ok":  # rejected or failed: nothing was served, nothing to learn from
@@ -190,16 +196,46 @@ class TrainerCore:
     def twin_failed(self, err: BaseException) -> None:
         self._twin_outcome("failed", f"{err.__class__.__name__}: {err}")
 
+    def served(self) -> tuple[str, int] | None:
+        """(policy, version) that decided most of the last ``SERVED_WINDOW`` assignments: the
+        routers' incumbent (a canary serves a minority share)."""
+        if not self._served:
+            return None
+        return Counter(self._served).most_common(1)[0][0]
+
+    def twin_incumbent(self) -> dict:
+        """What a candidate must beat: the policy the routers serve. A heuristic (version 0) is
+        rebuilt by name; a store version is loaded from the store; with neither known (no
+        traffic yet, or a version this trainer cannot read), the newest twin winner, else the
+        learner's own network."""
+        from phaser.policies import heuristics
+
+        served = self.served()
+        if served is not None:
+            name, version = served
+            if version == 0 and name in heuristics():
+                return {"heuristic": name}
+            if version > 0:
+                if self._twin_incumbent is not None and self._twin_incumbent.get("store_version") == version:
+                    return self._twin_incumbent
+                try:
+                    ck = self.store.load(version)
+                    return {"params": ck.params, "arch": ck.arch, "hidden": list(ck.metadata["config"]["hidden"]),
+                            "version": int(ck.metadata["feature_spec"]["version"]), "store_version": version}
+                except (PhaserError, KeyError, TypeError, ValueError) as e:
+                    log.warning("twin: the served v%d is not readable here (%s); judging against the newest winner",
+                                version, e)
+        if self._twin_incumbent is not None:
+            return self._twin_incumbent
+        params, _meta = self.learner.snapshot({})
+        return {"params": params, "arch": self.learner.cfg.arch, "hidden": list(self.learner.cfg.hidden),
+                "version": self.learner.spec.version}
+
     def twin_job(self) -> tuple:
         """What a twin round needs, picklable (the window is copied: ingestion goes on)."""
         import copy
 
-        incumbent = self._twin_incumbent
-        if incumbent is None:
-            params, _meta = self.learner.snapshot({})
-            incumbent = {"params": params, "arch": self.learner.cfg.arch, "hidden": list(self.learner.cfg.hidden),
-                         "version": self.learner.spec.version}
-        return copy.deepcopy(self.twin), incumbent, self.twin_rounds
+        return copy.deepcopy(self.twin), self.twin_incumbent(), self.twin_rounds
 
     def twin_publish(self, res, now_s: float) -> PolicyUpdate | None:
         from phaser.rl.families import SPEC_VERSION, StudentConfig, checkpoint_meta
@@ -220,7 +256,8 @@ class TrainerCore:
             meta["predictor"] = self.predictor.to_dict()
         version, path, checksum = self.store.publish(res.params, meta)
         self.published.append(version)
-        self._twin_incumbent = {"params": res.params, "arch": "shared", "hidden": list(hidden), "version": SPEC_VERSION}
+        self._twin_incumbent = {"params": res.params, "arch": "shared", "hidden": list(hidden), "version": SPEC_VERSION,
+                                "store_version": version}
         self.learner.parent = version
         log.info("published v%d from the twin", version)
         return PolicyUpdate(kind="published", version=version, path=str(path), checksum=checksum,
@@ -371,6 +408,8 @@ async def run_trainer(bootstrap: str, core: TrainerCore, clock, n_instances: int
                 await commit(consumer, core.commit_positions(positions), stats)
 
         if pool is not None:  # a round in progress is abandoned, its child stopped
+            if twin_fut is not None:  # its BrokenProcessPool is expected, not an error to log
+                twin_fut.add_done_callback(lambda f: f.cancelled() or f.exception())
             for proc in list(getattr(pool, "_processes", {}).values()):
                 proc.terminate()
             pool.shutdown(wait=False, cancel_futures=True)
@@ -381,17 +420,28 @@ async def run_trainer(bootstrap: str, core: TrainerCore, clock, n_instances: int
 
 
 def twin_round(twin, incumbent: dict, k: int):
-    """One twin round in the child process: the candidate vs the incumbent network, in the twin."""
+    """One twin round in the child process: the candidate vs the incumbent (``TrainerCore.twin_incumbent``:
+    a heuristic by name, or a network), in the twin; warm-started from the incumbent when it is a
+    cross-family network."""
+    from phaser.policies import make_policy
     from phaser.rl.features import FeatureSpec
     from phaser.rl.policy import RLPolicy
     from phaser.twin import train_candidate
+
+    label = incumbent.get("heuristic") or f"v{incumbent.get('store_version', 0)}"
+    if "heuristic" in incumbent:
+        res = train_candidate(twin, lambda n, s: make_policy(incumbent["heuristic"], n, s), seed=k)
+        res.detail["incumbent"] = label
+        return res
 
     def inc(n, s):
         return RLPolicy(incumbent["params"], incumbent["arch"], len(incumbent["hidden"]),
                         FeatureSpec(n, incumbent["version"]), seed=s, allow_wait=False)
 
     warm = incumbent["params"] if incumbent["arch"] == "shared" and incumbent["version"] == 3 else None
-    return train_candidate(twin, inc, seed=k, incumbent_params=warm)
+    res = train_candidate(twin, inc, seed=k, incumbent_params=warm)
+    res.detail["incumbent"] = label
+    return res
 
 
 def main(bootstrap: str, store: str, n_instances: int, checkpoint: str | None, seed: int, time_scale: float,

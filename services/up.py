@@ -23,7 +23,7 @@ Decisions:
   ``services.lifecycle``), so start-up time never shows up as router wait.
 * ``--policy rl`` runs the online-learning loop (issue 7): the router serves
   the checkpoint store's current version with hot swap and canary
-  (``--store``), falling back to ``ONLINE_FALLBACK`` until a version is
+  (``--store``), falling back to ``--start-policy`` (default ``ONLINE_FALLBACK``) until a version is
   promoted, and the trainer learns from the stream and publishes versions.
   ``--checkpoint`` seeds the store (imported as the current version);
   without it the loop starts from scratch.
@@ -96,6 +96,10 @@ class UpConfig:
     metrics_sd: str | None = None  # write a Prometheus file_sd JSON of the targets here
     linger_s: float = 0.0  # keep the stack up this long after the load (to scrape or inspect it)
     load_delay_s: float = 0.0  # wall seconds between "stack ready" and the first request (let Prometheus find the targets)
+    start_policy: str = ONLINE_FALLBACK  # with --policy rl: what the router serves until a version is promoted
+    twin: bool = False  # the trainer learns in a digital twin (phaser.twin), told --profile
+    twin_every_s: float = 60.0
+    worker_profile: str | None = None  # what the workers really run (default --profile; the router and twin are told --profile)
 
 
 def trainer_available() -> bool:
@@ -124,7 +128,7 @@ def child_commands(cfg: UpConfig, bootstrap: str, prefix: str) -> dict[str, list
     common = ["--bootstrap", bootstrap, "--topic-prefix", prefix]
     clocked = common + ["--time-scale", repr(cfg.time_scale)]
     online = cfg.policy == ONLINE_POLICY
-    policy = ["--policy", ONLINE_FALLBACK, "--store", cfg.checkpoints] if online else ["--policy", cfg.policy]
+    policy = ["--policy", cfg.start_policy, "--store", cfg.checkpoints] if online else ["--policy", cfg.policy]
     if cfg.checkpoint and not online:  # rl-*: serve this checkpoint instead of the shipped one
         policy += ["--checkpoint", cfg.checkpoint]
     cmds = {"router": py + ["router"] + policy + ["--instances", str(cfg.instances), "--profile", cfg.profile,
@@ -135,11 +139,14 @@ def child_commands(cfg: UpConfig, bootstrap: str, prefix: str) -> dict[str, list
         if cfg.backend == "openai":  # the worker is the sidecar of these engines
             backend += [a for url in cfg.endpoints[lo:hi + 1] for a in ("--endpoint", url)]
         cmds[f"worker-{lo}-{hi}"] = py + ["worker", "--instances", f"{lo}-{hi}", "--partitions", str(cfg.instances),
-                                          "--profile", cfg.profile, "--heartbeat-s", repr(cfg.heartbeat_s),
+                                          "--profile", cfg.worker_profile or cfg.profile, "--heartbeat-s", repr(cfg.heartbeat_s),
                                           "--chunked-prefill" if cfg.chunked_prefill else "--no-chunked-prefill"
                                           ] + backend + clocked
     if (online or cfg.trainer) and trainer_available():
         cmds["trainer"] = py + ["trainer", "--store", cfg.checkpoints, "--instances", str(cfg.instances)] + clocked
+        if cfg.twin:  # told the router's profile, like the router; it fits what the workers really run
+            told = [p.strip() for p in cfg.profile.split(",") if p.strip()]
+            cmds["trainer"] += [a for p in told for a in ("--twin-profile", p)] + ["--twin-every-s", repr(cfg.twin_every_s)]
     if cfg.monitor:
         cmds["monitor"] = py + ["monitor", "--interval", repr(cfg.monitor_interval_s)] + common
     if cfg.metrics_port is not None:
@@ -267,9 +274,13 @@ def check_config(cfg: UpConfig) -> None:
 
     if cfg.policy not in available():
         raise PhaserError(f"unknown policy {cfg.policy!r}; known: {', '.join(available())}")
-    for p in (x.strip() for x in cfg.profile.split(",")):
+    for p in (x.strip() for x in f"{cfg.profile},{cfg.worker_profile or ''}".split(",")):
         if p:
             get_profile(p)
+    if cfg.policy == ONLINE_POLICY and (cfg.start_policy not in available() or is_learned(cfg.start_policy)):
+        raise PhaserError(f"--start-policy must be a heuristic, got {cfg.start_policy!r}")
+    if cfg.twin and not cfg.trainer:
+        raise PhaserError("--twin is the trainer's: it needs the trainer (drop --no-trainer)")
     if cfg.checkpoint:
         if not is_learned(cfg.policy):
             raise PhaserError(f"--checkpoint is for learned policies (rl, rl-*): --policy {cfg.policy} would ignore it")

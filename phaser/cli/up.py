@@ -57,6 +57,16 @@ def register(app: typer.Typer) -> None:
                                         help="The trainer's checkpoint store (default: a temporary folder removed at the end)."),
         checkpoint: str = typer.Option("", "--checkpoint", envvar="PHASER_CHECKPOINT",
                                        help="With --policy rl: seed the store with this checkpoint (default: learn from scratch, round robin serves until a version is promoted)."),
+        start_policy: str = typer.Option(d.start_policy, "--start-policy", envvar="PHASER_START_POLICY",
+                                         help="With --policy rl: what the router serves until the trainer's first version is promoted."),
+        twin: bool = typer.Option(False, "--twin/--no-twin", envvar="PHASER_TWIN",
+                                  help="The trainer learns in a digital twin of the cluster (`phaser trainer --twin-profile`, "
+                                       "told --profile; it fits what the workers really run) instead of by online gradient steps."),
+        twin_every_s: float = typer.Option(d.twin_every_s, "--twin-every-s", envvar="PHASER_TWIN_EVERY_S", min=1.0,
+                                           help="With --twin: wall seconds between twin rounds."),
+        worker_profile: str = typer.Option("", "--worker-profile", envvar="PHASER_WORKER_PROFILE",
+                                           help="The profile the simulated workers really run (default --profile, which "
+                                                "is what the router and the twin are told), e.g. a100-llama3-8b@x1.6."),
         backend: str = BackendOpt,
         endpoint: list[str] = EndpointOpt,
         engine: str = typer.Option("", "--engine", envvar="PHASER_ENGINE",
@@ -98,7 +108,8 @@ def register(app: typer.Typer) -> None:
                        plot=str(plot) if plot is not None else None, backend=backend, endpoints=tuple(endpoints),
                        engine=engine or None, metrics_port=metrics_port,
                        metrics_sd=str(metrics_sd) if metrics_sd is not None else None, linger_s=linger,
-                       load_delay_s=load_delay)
+                       load_delay_s=load_delay, start_policy=start_policy, twin=twin, twin_every_s=twin_every_s,
+                       worker_profile=worker_profile or None)
         if metrics_sd is not None and metrics_port is None:
             from phaser.errors import PhaserError
 

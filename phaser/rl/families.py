@@ -218,8 +218,8 @@ def teacher_check(fam, reqs: list, seed: int, base: str, horizon_s: float) -> tu
 
 def label_episode(fam, reqs: list, seed: int, base: str, behaviour: Callable[[int], object], n_labels: int,
                   horizon_s: float, rng: np.random.Generator, teacher: str = "lookahead") -> tuple[np.ndarray, np.ndarray]:
-    """Run ``behaviour(seed)`` on ``reqs``; the teacher labels about ``n_labels`` of the states it visits
-    (``teacher`` "base": the base heuristic's own picks, one-hot)."""
+    """Run ``behaviour(seed)`` on ``reqs``; the lookahead teacher labels about ``n_labels`` of the states
+    it visits (``teacher`` "base": the base heuristic's tie set labels every state)."""
     from phaser.bench.runner import sim_config
     from phaser.policies import make_policy
     from phaser.predictor import CrossFitted
@@ -232,7 +232,9 @@ def label_episode(fam, reqs: list, seed: int, base: str, behaviour: Callable[[in
     la = Lookahead(sim, make_policy(base, n, seed), horizon_s, clairvoyant=False)
     act = behaviour(seed)
     enc = Encoder(FeatureSpec(n, SPEC_VERSION))
-    p = min(1.0, n_labels / max(1, len(reqs)))
+    # the lookahead costs a fork per instance per label, so it labels a sample; the base's own
+    # choices cost nothing, so every state is labelled
+    p = 1.0 if teacher == "base" else min(1.0, n_labels / max(1, len(reqs)))
     xs, ys = [], []
     while (d := sim.next_decision()) is not None:
         job, view = d

@@ -94,3 +94,26 @@ def test_a_tiny_run_labels_fits_selects_and_writes_a_servable_checkpoint(tmp_pat
     for n in (4, 8, 16):
         pol = make_policy("rl-families", n, 0, checkpoint=str(rep.checkpoint))
         assert pol.encoder.spec.version == 3 and pol.n == n
+
+
+def test_a_learned_policy_breaks_exact_ties_at_random_not_by_index():
+    """Identical idle instances score identically; the pick must spread over them (seeded),
+    not always be the lowest index (which left 7 of 16 prefix-heavy instances unused)."""
+    from phaser.cluster.view import ClusterView
+    from phaser.engine.profiles import get_profile
+    from phaser.rl import network
+    from phaser.rl.families import SPEC_VERSION, student
+    from phaser.types import Job
+
+    import jax
+
+    net = network.build("shared", 8, (16, 16))
+    params = network.flatten(network.init_params(net, 8, jax.random.PRNGKey(0), FeatureSpec(8, SPEC_VERSION).size))
+    pol = student(params, (16, 16))(8, 3)
+    picks = [pol.decide(Job(id=f"r{i}", arrival_s=0.0, prompt_tokens=100, predicted_tokens=20.0, predicted_bucket=0),
+                        ClusterView([get_profile("a100-llama3-8b")] * 8)) for i in range(80)]
+    assert len(set(picks)) >= 6  # uniform over 8: P(fewer than 6 of 8 seen in 80 draws) < 1e-6
+    again = student(params, (16, 16))(8, 3)
+    assert picks == [again.decide(Job(id=f"r{i}", arrival_s=0.0, prompt_tokens=100, predicted_tokens=20.0,
+                                      predicted_bucket=0), ClusterView([get_profile("a100-llama3-8b")] * 8))
+                     for i in range(80)]  # seeded

@@ -145,12 +145,22 @@ def test_the_trainer_s_twin_round_publishes_a_winner_the_router_can_serve(tmp_pa
     assert core.step(1e6, 1e6) is None  # with the twin, no online gradient publication
     assert not core.twin_due(0.0) and core.twin_due(1e9)  # due after --twin-every-s
     twin, incumbent, k = core.twin_job()
-    res = twin_round(twin, incumbent, k)  # the incumbent: the from-scratch network's random weights
+    assert incumbent == {"heuristic": "round-robin"}  # what the router served
+    res = twin_round(twin, incumbent, k)
     upd = core.twin_publish(res, 10.0)
     assert res.wins and upd is not None and upd.kind == "published", res.reason
     assert core.twin.scales[2] > 1.3 and core.stats()["twin_wins"] == 1
     ck = load_checkpoint(upd.path)
     assert ck.variant == "rl-families" and ck.metadata["twin"]["held_out"] == res.held_out
     assert RLPolicy.from_checkpoint(ck, 4).encoder.spec.version == 3
-    # the next round's incumbent is the winner, warm-started from
-    assert core.twin_job()[1]["version"] == 3
+    # until the router serves the winner, round robin is still the incumbent; then the winner is
+    assert core.twin_job()[1] == {"heuristic": "round-robin"}
+    for req, c in _live(n=300, seed=4):
+        core.on_message(protos.Assignment(request=req, instance=c.instance, policy="rl-families",
+                                          policy_version=upd.version, decided_s=req.arrival_s, router_wait_s=0.0,
+                                          predicted_tokens=100.0, predicted_bucket=0, action=c.instance), c.arrival_s)
+    inc = core.twin_job()[1]
+    assert inc["version"] == 3 and inc["store_version"] == upd.version and inc["arch"] == "shared"
+    core._twin_incumbent = None  # a restarted trainer reads the served version from its store
+    inc = core.twin_job()[1]
+    assert inc["store_version"] == upd.version and set(inc["params"]) == set(res.params)

@@ -1,0 +1,37 @@
+"""``phaser up``'s child command lines: what each service is told (no stack is started)."""
+
+from __future__ import annotations
+
+import pytest
+
+from phaser.errors import PhaserError
+from services.up import UpConfig, check_config, child_commands
+
+
+def _opt(argv: list[str], flag: str) -> list[str]:
+    return [argv[i + 1] for i, a in enumerate(argv) if a == flag]
+
+
+def test_the_twin_is_told_the_router_s_profile_and_the_workers_run_the_real_one():
+    cfg = UpConfig(policy="rl", instances=4, profile="a100-llama3-8b", worker_profile="a100-llama3-8b@x1.6",
+                   twin=True, twin_every_s=30.0, start_policy="random", checkpoints="/tmp/s")
+    check_config(cfg)
+    cmds = child_commands(cfg, "127.0.0.1:9092", "")
+    assert _opt(cmds["router"], "--profile") == ["a100-llama3-8b"]
+    assert _opt(cmds["router"], "--policy") == ["random"] and _opt(cmds["router"], "--store") == ["/tmp/s"]
+    assert _opt(cmds["worker-0-3"], "--profile") == ["a100-llama3-8b@x1.6"]
+    assert _opt(cmds["trainer"], "--twin-profile") == ["a100-llama3-8b"]
+    assert _opt(cmds["trainer"], "--twin-every-s") == ["30.0"]
+    plain = child_commands(UpConfig(policy="rl", checkpoints="/tmp/s"), "127.0.0.1:9092", "")
+    assert "--twin-profile" not in plain["trainer"] and _opt(plain["router"], "--policy") == ["round-robin"]
+    assert _opt(plain["worker-0-3"], "--profile") == _opt(plain["router"], "--profile")
+
+
+@pytest.mark.parametrize("cfg, msg", [
+    (UpConfig(policy="rl", start_policy="rl-guided"), "--start-policy must be a heuristic"),
+    (UpConfig(policy="rl", twin=True, trainer=False), "--twin is the trainer's"),
+    (UpConfig(worker_profile="no-such-gpu"), "no-such-gpu"),
+])
+def test_bad_up_options_are_refused_before_anything_starts(cfg, msg):
+    with pytest.raises(PhaserError, match=msg):
+        check_config(cfg)
