@@ -22,13 +22,18 @@ completion) pair; nothing here does I/O or reads a clock.
   they happened, so they do not bias the fit. One scale per instance is the
   model (a slower or throttled GPU is slower in every kernel); a different
   shape would need ``phaser calibrate``'s full fit.
-* **The candidate** (``train_candidate``): the window is cut into ``segments``
+* **The candidate** (``train_candidate``): its simulated router is told what the live router
+  is told (``Twin.nominal``: ``SimConfig.told``), while the engines run the fitted profiles,
+  so the features it learns from are the ones it will be served with. The window is cut into ``segments``
   consecutive replays; even ones train, odd ones are held out. The candidate
-  is the cross-family learner (``phaser.rl.families``: DAgger on the
-  blindfolded lookahead) run on the training replays under the fitted
-  profiles, warm-started from the incumbent when the incumbent is such a
-  network. Candidate and incumbent then run every held-out replay in the twin;
-  ``TwinResult.wins`` only when the paired mean gain is at least
+  is the cross-family learner's student (``phaser.rl.families``): warm-started
+  from the incumbent when the incumbent is such a network, else a clone of the
+  best heuristic on the training replays (its tie sets on every state); then,
+  where the blindfolded lookahead beats that heuristic on a training replay,
+  DAgger rounds on the lookahead's labels of the student's own states. Of the
+  warm start and each round, the best on the training replays is the
+  candidate. Candidate and incumbent then run every held-out replay in the
+  twin; ``TwinResult.wins`` only when the paired mean gain is at least
   ``min_gain_pct`` and the candidate wins on most held-out replays. Only a
   winner is published; the router's canary and guard then judge it on live
   traffic.
@@ -141,7 +146,7 @@ class Twin:
 
         names = self.profiles(scales)
         return Scenario("twin", "live-window", self.n, names[0], None, None, chunked_prefill=self.chunked_prefill,
-                        scheduler=self.scheduler, profiles=names)
+                        scheduler=self.scheduler, profiles=names, told=tuple(self.nominal))
 
     def requests(self) -> list:
         """The window as a replayable workload (arrival-sorted, rebased to 0)."""
@@ -245,7 +250,7 @@ def train_candidate(twin: Twin, incumbent, *, segments: int = 4, rounds: int = 2
     """Fit the instances, train a candidate on the training replays, judge it against
     ``incumbent`` (``(n, seed) -> policy``) on the held-out replays, all in the twin."""
     from phaser.policies import make_policy
-    from phaser.rl.families import BASES, StudentConfig, fit, label_episode, mean_e2e, student
+    from phaser.rl.families import BASES, StudentConfig, fit, label_episode, mean_e2e, student, teacher_check
 
     reqs = twin.requests()
     if len(reqs) < max(min_window, 2 * segments * 5):
@@ -267,15 +272,28 @@ def train_candidate(twin: Twin, incumbent, *, segments: int = 4, rounds: int = 2
     train, held = parts[0::2], parts[1::2]
     base = min(BASES, key=lambda h: np.mean([mean_e2e(fam, lambda s, h=h: make_policy(h, n, s), p, seed) for p in train]))
     cfg = StudentConfig(updates=updates)
+    # the lookahead teaches only where it beats its base here (as in phaser.rl.families)
+    teacher, _, _ = teacher_check(fam, train[0], seed, base, cfg.horizon_s)
     rng = np.random.default_rng(seed)
-    xs, ys, params = [], [], incumbent_params
-    for rnd in range(rounds):
-        beh = (lambda s: make_policy(base, n, s)) if params is None else (lambda s, p=params: student(p, cfg.hidden)(n, s))
+    params = incumbent_params
+    if params is None:  # no network to warm-start from: clone the base first (its tie sets, every state)
+        data = [label_episode(fam, p, seed + k, base, lambda s: make_policy(base, n, s), 0, cfg.horizon_s, rng, "base")
+                for k, p in enumerate(train)]
+        params, _ = fit({n: (np.concatenate([x for x, _ in data]), np.concatenate([y for _, y in data]))}, None, cfg,
+                        seed)
+    pool = [params]
+    xs, ys = [], []
+    for rnd in range(rounds if teacher == "lookahead" else 0):  # DAgger: the student's own states
+        beh = (lambda s, p=params: student(p, cfg.hidden)(n, s))
         for k, p in enumerate(train):
-            x, y = label_episode(fam, p, seed + k, base, beh, labels_per_segment, cfg.horizon_s, rng)
+            x, y = label_episode(fam, p, seed + k, base, beh, labels_per_segment, cfg.horizon_s, rng, teacher)
             xs.append(x)
             ys.append(y)
-        params, _ = fit({n: (np.concatenate(xs), np.concatenate(ys))}, params, cfg, seed + rnd)
+        params, _ = fit({n: (np.concatenate(xs), np.concatenate(ys))}, params, cfg, seed + rnd + 1)
+        pool.append(params)
+    # the best of the warm start and each round on the training replays (the held-out ones judge it)
+    params = min(pool, key=lambda q: np.mean([mean_e2e(fam, lambda s: student(q, cfg.hidden)(n, s), p, seed)
+                                              for p in train]))
     cand = [mean_e2e(fam, lambda s: student(params, cfg.hidden)(n, s), p, seed) for p in held]
     inc = [mean_e2e(fam, lambda s: incumbent(n, s), p, seed) for p in held]
     gains = [100.0 * (i - c) / i for i, c in zip(inc, cand) if i > 0 and math.isfinite(i)]
@@ -283,7 +301,7 @@ def train_candidate(twin: Twin, incumbent, *, segments: int = 4, rounds: int = 2
     won = sum(1 for g in gains if g > 0)
     ok = gain >= min_gain_pct and won * 2 > len(gains)
     why = (f"candidate {gain:+.2f}% vs the incumbent on {len(gains)} held-out replays (won {won}); "
-           f"fitted time scales {', '.join(f'{k:.3g}' for k in scales)}; teacher base {base}")
+           f"fitted time scales {', '.join(f'{k:.3g}' for k in scales)}; teacher {teacher} over {base}")
     return TwinResult(ok, gain, won, len(gains), scales, params, why,
-                      {"candidate_e2e": cand, "incumbent_e2e": inc, "base": base, "window": len(reqs),
+                      {"candidate_e2e": cand, "incumbent_e2e": inc, "base": base, "teacher": teacher, "window": len(reqs),
                        "fit_errors": twin.fit_errors}, outcome="won" if ok else "lost")

@@ -134,12 +134,19 @@ def child_commands(cfg: UpConfig, bootstrap: str, prefix: str) -> dict[str, list
     cmds = {"router": py + ["router"] + policy + ["--instances", str(cfg.instances), "--profile", cfg.profile,
                                                   "--predictor", cfg.predictor, "--seed", str(cfg.seed),
                                                   "--heartbeat-s", repr(cfg.heartbeat_s)] + clocked}
+    real = [p.strip() for p in (cfg.worker_profile or cfg.profile).split(",")]
+    if len(real) not in (1, cfg.instances):
+        raise PhaserError(f"--worker-profile lists {len(real)} profiles for {cfg.instances} instances; give one or one per instance")
     for lo, hi in worker_ranges(cfg.instances, cfg.workers):
+        mine = set(real) if len(real) == 1 else set(real[lo:hi + 1])
+        if len(mine) != 1:
+            raise PhaserError(f"--worker-profile: worker {lo}-{hi} would host {len(mine)} different profiles; "
+                              f"choose --workers so each worker's instances share one")
         backend = ["--backend", cfg.backend]
         if cfg.backend == "openai":  # the worker is the sidecar of these engines
             backend += [a for url in cfg.endpoints[lo:hi + 1] for a in ("--endpoint", url)]
         cmds[f"worker-{lo}-{hi}"] = py + ["worker", "--instances", f"{lo}-{hi}", "--partitions", str(cfg.instances),
-                                          "--profile", cfg.worker_profile or cfg.profile, "--heartbeat-s", repr(cfg.heartbeat_s),
+                                          "--profile", mine.pop(), "--heartbeat-s", repr(cfg.heartbeat_s),
                                           "--chunked-prefill" if cfg.chunked_prefill else "--no-chunked-prefill"
                                           ] + backend + clocked
     if (online or cfg.trainer) and trainer_available():
@@ -281,6 +288,7 @@ def check_config(cfg: UpConfig) -> None:
         raise PhaserError(f"--start-policy must be a heuristic, got {cfg.start_policy!r}")
     if cfg.twin and not cfg.trainer:
         raise PhaserError("--twin is the trainer's: it needs the trainer (drop --no-trainer)")
+    child_commands(cfg, "127.0.0.1:9092", "")  # per-worker profiles etc.: refused here, before anything starts
     if cfg.checkpoint:
         if not is_learned(cfg.policy):
             raise PhaserError(f"--checkpoint is for learned policies (rl, rl-*): --policy {cfg.policy} would ignore it")

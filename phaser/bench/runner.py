@@ -67,7 +67,7 @@ def sim_config(sc: Scenario, heartbeat_delay_s: float | None = None, completion_
     from phaser.sim import SimConfig
 
     kw = dict(profiles=sc.profile_names(), chunked_prefill=sc.chunked_prefill,
-              max_num_batched_tokens=sc.max_num_batched_tokens, scheduler=sc.scheduler)
+              max_num_batched_tokens=sc.max_num_batched_tokens, scheduler=sc.scheduler, told=sc.told)
     if heartbeat_delay_s is not None:
         kw["heartbeat_delay_s"] = heartbeat_delay_s
     if completion_delay_s is not None:

@@ -36,6 +36,8 @@ class Scenario:
     #: a heterogeneous cluster: one profile name per instance (``profile`` is then the first,
     #: ``instances`` their count)
     profiles: tuple[str, ...] | None = None
+    #: what the router is told per instance, when it differs from what runs (``SimConfig.told``)
+    told: tuple[str, ...] | None = None
 
     def profile_names(self) -> tuple[str, ...]:
         if self.profiles:

@@ -87,6 +87,10 @@ class SimConfig:
     #: replica sees the others' assignments ``replica_delay_s`` late
     replicas: int = 1
     replica_delay_s: float = 0.0
+    #: the profiles the router is told, one per instance (its view plans with them), when they
+    #: differ from what the engines run (``profiles``): a digital twin (``phaser.twin``) trains
+    #: under the live router's beliefs and the fitted hardware. None: the engines' own
+    told: tuple[str, ...] | None = None
 
     def __post_init__(self) -> None:
         if self.profiles:
@@ -114,8 +118,10 @@ class SimConfig:
         if self.replicas < 1 or self.replica_delay_s < 0:
             raise PhaserError(f"replicas must be >= 1 and the replica delay >= 0 s, got {self.replicas}, "
                               f"{self.replica_delay_s}")
-        for name in self.profile_names():
+        for name in self.profile_names() + list(self.told or ()):
             get_profile(name)
+        if self.told is not None and len(self.told) != self.instances:
+            raise PhaserError(f"the router is told {len(self.told)} profiles for {self.instances} instances")
 
 
 class NullPredictor:
@@ -172,11 +178,12 @@ class ClusterSim:
                           for i, p in enumerate(self.profiles)]
         from phaser.cluster.view import ClusterView as ClusterViewOf
 
+        told = [get_profile(n) for n in cfg.told] if cfg.told else self.profiles
         if view is None:
-            view = ClusterViewOf(self.profiles)
+            view = ClusterViewOf(told)
         self.view = view
         #: one view per router replica (the first is ``view``); see ``SimConfig.replicas``
-        self.views = [view] + [ClusterViewOf(self.profiles) for _ in range(cfg.replicas - 1)]
+        self.views = [view] + [ClusterViewOf(told) for _ in range(cfg.replicas - 1)]
         self._early: list[set[str]] = [set() for _ in self.views]  # completions seen before the assignment
         self.pending_replica = 0
         self.predictor = predictor or NullPredictor()

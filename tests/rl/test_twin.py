@@ -49,6 +49,17 @@ def test_hardware_one_time_scale_cannot_explain_is_a_poor_fit_and_trains_nothing
     assert twin.fit_errors[2][1] > MAX_FIT_ERROR and twin.fit_errors[0][1] < MAX_FIT_ERROR
 
 
+def test_the_twin_s_router_is_told_what_the_live_router_is_told():
+    """The engines run the fitted speed; the simulated router plans with the profile the live
+    router was told, so a candidate learns from the features it will be served with."""
+    from phaser.sim import ClusterSim
+
+    twin = Twin(TOLD)
+    sim = ClusterSim([r for r, _ in _live(n=20)], sim_config(twin.scenario([1.0, 1.0, 1.6, 1.6])))
+    assert [i.profile.name for i in sim.view.instances] == list(TOLD)
+    assert sim.instances[2].profile.name == "a100-llama3-8b@x1.6" and sim.instances[0].profile.name == TOLD[0]
+
+
 def test_the_window_keeps_the_newest_and_ignores_what_was_not_served():
     twin = Twin(TOLD, window=50)
     live = _live(n=120)

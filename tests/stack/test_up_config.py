@@ -25,6 +25,13 @@ def test_the_twin_is_told_the_router_s_profile_and_the_workers_run_the_real_one(
     plain = child_commands(UpConfig(policy="rl", checkpoints="/tmp/s"), "127.0.0.1:9092", "")
     assert "--twin-profile" not in plain["trainer"] and _opt(plain["router"], "--policy") == ["round-robin"]
     assert _opt(plain["worker-0-3"], "--profile") == _opt(plain["router"], "--profile")
+    half = UpConfig(instances=4, workers=2, profile="a100-llama3-8b",
+                    worker_profile="a100-llama3-8b,a100-llama3-8b,a100-llama3-8b@x1.6,a100-llama3-8b@x1.6")
+    cmds = child_commands(half, "127.0.0.1:9092", "")
+    assert _opt(cmds["worker-0-1"], "--profile") == ["a100-llama3-8b"]
+    assert _opt(cmds["worker-2-3"], "--profile") == ["a100-llama3-8b@x1.6"]
+    with pytest.raises(PhaserError, match="worker 0-3 would host 2 different profiles"):
+        child_commands(UpConfig(instances=4, worker_profile=half.worker_profile), "127.0.0.1:9092", "")
 
 
 @pytest.mark.parametrize("cfg, msg", [
