@@ -11,6 +11,7 @@ joined with others into a mix::
     azure-conv?speed=2                 # replay the trace twice as fast
     traces/my.csv                      # Azure / BurstGPT / Mooncake / phaser CSV-JSONL / length-stats file
     paper-mix@0.8+azure-code@0.2       # mix by share of requests (superposed streams)
+    paper-mix?rate=8>azure-code?rate=1.5   # a sequence: the first half, then the other (quote the > in a shell)
     uniform?prompt=16-256&output=8-64  # lengths log-uniform in those ranges (e.g. for a small CPU engine)
 
 Named workloads:
@@ -37,6 +38,11 @@ Option semantics (decisions where the issue is silent):
 * A mix gives each part ``rate * share`` (default rate 20 req/s) over the same
   window (``duration_s``, or ``n / rate`` seconds), superposes them and keeps
   the first ``n``. Shares are normalized. Part ``i`` uses seed ``seed + i``.
+* A sequence ``A>B>…`` (a traffic change mid-run) gives each part an equal
+  share of ``n`` (or of ``duration_s``) in order, part ``i`` with seed
+  ``seed + i``; each part starts one mean gap after the previous one's last
+  arrival. A part's ``rate=`` option overrides ``rate`` for that part alone
+  (any single workload takes it). Ids are ``seq-{i}``.
 * Workloads always start at ``arrival_s`` >= 0 and ids are ``{name}-{i}``
   (``mix-{i}`` for mixes), unique within the workload.
 """
@@ -75,7 +81,7 @@ LENGTH_FILES = {
 NAMES = ("paper-mix", "paper-mix-uniform", "uniform", *TRACE_FILES, *LENGTH_FILES)
 ARRIVAL_OPTIONS = {"cv", "amp", "period", "steps"}
 LENGTH_OPTIONS = {"prompt", "output"}  # uniform only
-OPTIONS = ARRIVAL_OPTIONS | LENGTH_OPTIONS | {"speed"}
+OPTIONS = ARRIVAL_OPTIONS | LENGTH_OPTIONS | {"speed", "rate"}
 UNIFORM_DEFAULTS = {"prompt": (16, 256), "output": (8, 64)}
 
 
@@ -214,6 +220,9 @@ def _split_options(spec: str) -> tuple[str, dict[str, str]]:
 
 def _single(spec: str, n, rate, duration_s, seed) -> Trace:
     base, opts = _split_options(spec.strip())
+    if "rate" in opts:  # this part's own rate (in a sequence or a mix, or alone)
+        rate = _positive(opts, "rate")
+        opts = {k: v for k, v in opts.items() if k != "rate"}
     syn_rate = PAPER_RATE if rate is None else rate
     syn_n = PAPER_REQUESTS if (n is None and duration_s is None) else n
     if base != "uniform" and LENGTH_OPTIONS & set(opts):
@@ -268,7 +277,30 @@ def resolve(spec: str, *, n: int | None = None, rate: float | None = None, durat
         raise PhaserError(f"rate must be a positive number of requests per second, got {rate}")
     if duration_s is not None and not (duration_s > 0 and math.isfinite(duration_s)):
         raise PhaserError(f"duration must be a positive number of seconds, got {duration_s}")
-    if "+" in spec or ("@" in spec and not Path(spec).exists()):
+    if ">" in spec and not Path(spec).exists():
+        parts = [x.strip() for x in spec.split(">")]
+        if len(parts) < 2 or not all(parts):
+            raise PhaserError(f"in a sequence every part needs a workload, e.g. 'paper-mix>azure-code'; got {spec!r}")
+        k = len(parts)
+        total = n if n is not None else (None if duration_s is not None else PAPER_REQUESTS)
+        sizes = [total // k + (1 if i < total % k else 0) for i in range(k)] if total is not None else [None] * k
+        if total is not None and min(sizes) < 1:
+            raise PhaserError(f"a sequence of {k} parts needs at least {k} requests, got {total}")
+        streams, skipped, t_next = [], {}, 0.0
+        for i, (part, size) in enumerate(zip(parts, sizes)):
+            t = resolve(part, n=size, rate=rate, duration_s=duration_s / k if duration_s is not None else None,
+                        seed=seed + i)
+            reqs = t.requests
+            if not reqs:
+                raise PhaserError(f"sequence part {part!r} is empty with these options")
+            gap = (reqs[-1].arrival_s - reqs[0].arrival_s) / max(1, len(reqs) - 1)
+            shift = t_next - reqs[0].arrival_s
+            streams.append([r.model_copy(update={"id": f"s{i}-{r.id}", "arrival_s": r.arrival_s + shift}) for r in reqs])
+            t_next = streams[-1][-1].arrival_s + gap
+            for key, v in t.skipped.items():
+                skipped[f"{t.name}: {key}"] = v
+        out = Trace(sort_and_number(transforms.merge(streams), "seq"), name="seq", skipped=skipped)
+    elif "+" in spec or ("@" in spec and not Path(spec).exists()):
         parts = _parse_mix(spec)
         total = sum(s for _, s in parts)
         mix_rate = PAPER_RATE if rate is None else rate

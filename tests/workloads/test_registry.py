@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import pytest
+import numpy as np
 
 from load_generator import NAMES, load_workload
 from load_generator.stats import workload_stats
@@ -55,3 +56,27 @@ def test_bad_numbers_are_user_errors():
         load_workload("paper-mix", rate=-1.0)
     with pytest.raises(PhaserError):
         load_workload("paper-mix", n=0)
+
+
+def test_a_sequence_changes_the_traffic_mid_run():
+    from load_generator import load_workload
+
+    reqs = load_workload("paper-mix?rate=8>azure-code?rate=1.5", n=1001, seed=0)
+    assert len(reqs) == 1001 and len({r.id for r in reqs}) == 1001 and reqs[0].id.startswith("seq-")
+    first, second = reqs[:501], reqs[501:]
+    assert all(a.arrival_s <= b.arrival_s for a, b in zip(reqs, reqs[1:]))
+    # each part at its own rate, the second starting where the first ends
+    assert 500 / (first[-1].arrival_s - first[0].arrival_s) == pytest.approx(8, rel=0.15)
+    assert 499 / (second[-1].arrival_s - second[0].arrival_s) == pytest.approx(1.5, rel=0.25)
+    assert 0 < second[0].arrival_s - first[-1].arrival_s < 1.0
+    # the traffic really changes: azure-code's prompts are an order of magnitude longer
+    assert np.median([r.prompt_tokens for r in second]) > 5 * np.median([r.prompt_tokens for r in first])
+
+
+@pytest.mark.parametrize("spec, msg", [("paper-mix>", "every part needs a workload"),
+                                       ("paper-mix?rate=-1", "rate= must be a positive number")])
+def test_bad_sequences_and_rates_are_one_line_errors(spec, msg):
+    from load_generator import load_workload
+
+    with pytest.raises(PhaserError, match=msg):
+        load_workload(spec, n=10)
