@@ -22,17 +22,21 @@ completion) pair; nothing here does I/O or reads a clock.
   they happened, so they do not bias the fit. One scale per instance is the
   model (a slower or throttled GPU is slower in every kernel); a different
   shape would need ``phaser calibrate``'s full fit.
+* **The routers' beliefs**: once a fit is good, the trainer tells the routers to plan with
+  it (``PolicyUpdate(kind="profiles")``, ``TrainerCore.twin_profiles_update``; ``Twin.told``
+  records what they were told): a router told the wrong hardware mis-estimates every
+  instance's prefill and decode times, and no policy reading those estimates can fix that.
 * **The candidate** (``train_candidate``): its simulated router is told what the live router
-  is told (``Twin.nominal``: ``SimConfig.told``), while the engines run the fitted profiles,
+  is told (``Twin.told``, else ``nominal``: ``SimConfig.told``), while the engines run the fitted profiles,
   so the features it learns from are the ones it will be served with. The window is cut into ``segments``
   consecutive replays; even ones train, odd ones are held out. The candidate
-  is the cross-family learner's student (``phaser.rl.families``): warm-started
-  from the incumbent when the incumbent is such a network, else a clone of the
-  best heuristic on the training replays (its tie sets on every state); then,
-  where the blindfolded lookahead beats that heuristic on a training replay,
-  DAgger rounds on the lookahead's labels of the student's own states. Of the
-  warm start and each round, the best on the training replays is the
-  candidate. Candidate and incumbent then run every held-out replay in the
+  is the cross-family learner's student (``phaser.rl.families``), started
+  from the better, on the training replays, of a clone of the best heuristic
+  there (its tie sets on every state) and the incumbent when the incumbent is
+  such a network; then, where the blindfolded lookahead beats that heuristic
+  on a training replay, DAgger rounds on the lookahead's labels of the
+  student's own states. Of the starts and each round, the best on the
+  training replays is the candidate. Candidate and incumbent then run every held-out replay in the
   twin; ``TwinResult.wins`` only when the paired mean gain is at least
   ``min_gain_pct`` and the candidate wins on most held-out replays. Only a
   winner is published; the router's canary and guard then judge it on live
@@ -109,6 +113,9 @@ class Twin:
     scales: list[float] = field(default_factory=list)
     #: per instance, after the last fit: (TBT error, TTFT error), relative; None where it had too little data
     fit_errors: list = field(default_factory=list)
+    #: what the live routers plan with now, when the trainer told them the fitted profiles
+    #: (``PolicyUpdate(kind="profiles")``); None: ``nominal``
+    told: tuple[str, ...] | None = None
 
     def __post_init__(self):
         from phaser.engine.profiles import get_profile
@@ -146,7 +153,7 @@ class Twin:
 
         names = self.profiles(scales)
         return Scenario("twin", "live-window", self.n, names[0], None, None, chunked_prefill=self.chunked_prefill,
-                        scheduler=self.scheduler, profiles=names, told=tuple(self.nominal))
+                        scheduler=self.scheduler, profiles=names, told=tuple(self.told or self.nominal))
 
     def requests(self) -> list:
         """The window as a replayable workload (arrival-sorted, rebased to 0)."""
@@ -275,13 +282,17 @@ def train_candidate(twin: Twin, incumbent, *, segments: int = 4, rounds: int = 2
     # the lookahead teaches only where it beats its base here (as in phaser.rl.families)
     teacher, _, _ = teacher_check(fam, train[0], seed, base, cfg.horizon_s)
     rng = np.random.default_rng(seed)
-    params = incumbent_params
-    if params is None:  # no network to warm-start from: clone the base first (its tie sets, every state)
-        data = [label_episode(fam, p, seed + k, base, lambda s: make_policy(base, n, s), 0, cfg.horizon_s, rng, "base")
-                for k, p in enumerate(train)]
-        params, _ = fit({n: (np.concatenate([x for x, _ in data]), np.concatenate([y for _, y in data]))}, None, cfg,
-                        seed)
-    pool = [params]
+
+    def train_score(q) -> float:
+        return float(np.mean([mean_e2e(fam, lambda s: student(q, cfg.hidden)(n, s), p, seed) for p in train]))
+
+    # a clone of the base (its tie sets, every state), and the incumbent network when there is one:
+    # the better of the two on the training replays starts the DAgger rounds
+    data = [label_episode(fam, p, seed + k, base, lambda s: make_policy(base, n, s), 0, cfg.horizon_s, rng, "base")
+            for k, p in enumerate(train)]
+    clone, _ = fit({n: (np.concatenate([x for x, _ in data]), np.concatenate([y for _, y in data]))}, None, cfg, seed)
+    pool = [clone] + ([incumbent_params] if incumbent_params is not None else [])
+    params = min(pool, key=train_score)
     xs, ys = [], []
     for rnd in range(rounds if teacher == "lookahead" else 0):  # DAgger: the student's own states
         beh = (lambda s, p=params: student(p, cfg.hidden)(n, s))
@@ -291,9 +302,8 @@ def train_candidate(twin: Twin, incumbent, *, segments: int = 4, rounds: int = 2
             ys.append(y)
         params, _ = fit({n: (np.concatenate(xs), np.concatenate(ys))}, params, cfg, seed + rnd + 1)
         pool.append(params)
-    # the best of the warm start and each round on the training replays (the held-out ones judge it)
-    params = min(pool, key=lambda q: np.mean([mean_e2e(fam, lambda s: student(q, cfg.hidden)(n, s), p, seed)
-                                              for p in train]))
+    # the best of the starts and each round on the training replays (the held-out ones judge it)
+    params = min(pool, key=train_score)
     cand = [mean_e2e(fam, lambda s: student(params, cfg.hidden)(n, s), p, seed) for p in held]
     inc = [mean_e2e(fam, lambda s: incumbent(n, s), p, seed) for p in held]
     gains = [100.0 * (i - c) / i for i, c in zip(inc, cand) if i > 0 and math.isfinite(i)]

@@ -41,6 +41,7 @@ import logging
 import sys
 import time
 from collections import Counter, deque
+from concurrent.futures.process import BrokenProcessPool
 from dataclasses import dataclass, field
 
 from phaser.errors import PhaserError
@@ -55,6 +56,8 @@ log = logging.getLogger("phaser.trainer")
 
 #: recent assignments whose majority (policy, version) is taken as what the routers serve
 SERVED_WINDOW = 200
+#: a fitted time scale this far (relative) from what the routers plan with is announced to them
+ANNOUNCE_REL = 0.03
 
 
 @dataclass
@@ -83,6 +86,7 @@ class TrainerCore:
     _next_twin_wall: float | None = None
     _twin_incumbent: dict | None = None  # the newest twin winner, once there is one
     _served: deque = field(default_factory=lambda: deque(maxlen=SERVED_WINDOW))  # (policy, version) of recent decisions
+    announced: list | None = None  # the time scales the routers were last told to plan with
 
     def commit_positions(self, fetched: dict) -> dict:
         """Offsets safe to commit: per partition the oldest record whose half is still
@@ -204,17 +208,18 @@ class TrainerCore:
         return Counter(self._served).most_common(1)[0][0]
 
     def twin_incumbent(self) -> dict:
-        """What a candidate must beat: the policy the routers serve. A heuristic (version 0) is
+        """What a candidate must beat: the policy the routers serve. A policy served without a
+        store version (version 0: a heuristic, or a learned policy's shipped checkpoint) is
         rebuilt by name; a store version is loaded from the store; with neither known (no
         traffic yet, or a version this trainer cannot read), the newest twin winner, else the
         learner's own network."""
-        from phaser.policies import heuristics
+        from phaser.policies import available
 
         served = self.served()
         if served is not None:
             name, version = served
-            if version == 0 and name in heuristics():
-                return {"heuristic": name}
+            if version == 0 and name in available():
+                return {"policy": name}
             if version > 0:
                 if self._twin_incumbent is not None and self._twin_incumbent.get("store_version") == version:
                     return self._twin_incumbent
@@ -263,6 +268,25 @@ class TrainerCore:
         return PolicyUpdate(kind="published", version=version, path=str(path), checksum=checksum,
                             reason=f"twin: {res.reason}"[:500], ts_s=max(0.0, now_s),
                             stats={"twin_gain_pct": float(res.gain_pct), "held_out": float(res.held_out)})
+
+    def twin_profiles_update(self, res, now_s: float) -> PolicyUpdate | None:
+        """After a round whose fit was good (judged or not, the fit held): tell the routers to plan
+        with the fitted hardware when any instance's scale moved more than ``ANNOUNCE_REL`` from
+        what they were last told (at first: the nominal profiles, scale 1)."""
+        if res.outcome not in ("won", "lost"):
+            return None
+        prev = self.announced or [1.0] * self.twin.n
+        if all(abs(k - p) <= ANNOUNCE_REL * p for k, p in zip(res.scales, prev)):
+            return None
+        # within ANNOUNCE_REL of nominal is nominal; else 3 significant digits (the fit's noise is larger)
+        scales = [1.0 if abs(k - 1.0) <= ANNOUNCE_REL else float(f"{k:.3g}") for k in res.scales]
+        self.announced = scales
+        names = list(self.twin.profiles(scales))
+        self.twin.told = tuple(names)
+        log.info("twin: routers told to plan with %s", ", ".join(names))
+        return PolicyUpdate(kind="profiles", version=0, profiles=names, ts_s=max(0.0, now_s),
+                            reason=f"fitted from {len(self.twin)} requests: scales "
+                                   + ", ".join(f"{k:.3g}" for k in res.scales))
 
     def stats(self) -> dict[str, float]:
         out = {"events": float(self.events), "transitions": float(self.learner.transitions),
@@ -354,10 +378,7 @@ async def run_trainer(bootstrap: str, core: TrainerCore, clock, n_instances: int
     t0, ev0 = time.monotonic(), 0
     pool, twin_fut = None, None
     if core.twin is not None:  # a child process: training must not starve ingestion (the GIL)
-        import multiprocessing
-        from concurrent.futures import ProcessPoolExecutor
-
-        pool = ProcessPoolExecutor(max_workers=1, mp_context=multiprocessing.get_context("spawn"))
+        pool = _twin_pool()
     try:
         while not stop.is_set():
             msgs, pos = await fetch(consumer, pub, 0.1, stats)
@@ -378,15 +399,20 @@ async def run_trainer(bootstrap: str, core: TrainerCore, clock, n_instances: int
                 if twin_fut is None and core.twin_due(time.monotonic()):
                     twin_fut = asyncio.wrap_future(pool.submit(twin_round, *core.twin_job()))
                 elif twin_fut is not None and twin_fut.done():
+                    upds = []
                     try:
-                        upd = core.twin_publish(twin_fut.result(), clock.now())
+                        res = twin_fut.result()
+                        upds = [core.twin_profiles_update(res, clock.now()), core.twin_publish(res, clock.now())]
                     except Exception as e:  # a failed round is reported; the next one is due later
                         log.warning("twin round failed: %s: %s", e.__class__.__name__, e)
                         core.twin_failed(e)
-                        upd = None
+                        if isinstance(e, BrokenProcessPool) and not stop.is_set():  # its child died: a new one
+                            pool.shutdown(wait=False, cancel_futures=True)
+                            pool = _twin_pool()
                     twin_fut = None
-                    if upd is not None:
-                        await pub.send("policy-updates", upd)
+                    for upd in upds:
+                        if upd is not None:
+                            await pub.send("policy-updates", upd)
             mono = time.monotonic()
             if positions and mono >= next_commit:
                 await commit(consumer, core.commit_positions(positions), stats)
@@ -419,6 +445,13 @@ async def run_trainer(bootstrap: str, core: TrainerCore, clock, n_instances: int
     return core
 
 
+def _twin_pool():
+    import multiprocessing
+    from concurrent.futures import ProcessPoolExecutor
+
+    return ProcessPoolExecutor(max_workers=1, mp_context=multiprocessing.get_context("spawn"))
+
+
 def twin_round(twin, incumbent: dict, k: int):
     """One twin round in the child process: the candidate vs the incumbent (``TrainerCore.twin_incumbent``:
     a heuristic by name, or a network), in the twin; warm-started from the incumbent when it is a
@@ -428,9 +461,9 @@ def twin_round(twin, incumbent: dict, k: int):
     from phaser.rl.policy import RLPolicy
     from phaser.twin import train_candidate
 
-    label = incumbent.get("heuristic") or f"v{incumbent.get('store_version', 0)}"
-    if "heuristic" in incumbent:
-        res = train_candidate(twin, lambda n, s: make_policy(incumbent["heuristic"], n, s), seed=k)
+    label = incumbent.get("policy") or f"v{incumbent.get('store_version', 0)}"
+    if "policy" in incumbent:
+        res = train_candidate(twin, lambda n, s: make_policy(incumbent["policy"], n, s), seed=k)
         res.detail["incumbent"] = label
         return res
 

@@ -186,15 +186,23 @@ class InstanceStatus(Message):
 
 
 class PolicyUpdate(Message):
-    """A policy lifecycle event (topic ``policy-updates``)."""
+    """A policy lifecycle event (topic ``policy-updates``).
 
-    kind: Literal["published", "canary", "promoted", "rolled_back", "pinned", "refused"]
+    ``kind="profiles"`` (added within v2): the trainer's digital twin fitted the
+    hardware each instance really runs (``phaser.twin``) and tells the routers
+    to plan with it; ``profiles`` lists one profile name per instance and
+    ``version`` is 0.
+    """
+
+    kind: Literal["published", "canary", "promoted", "rolled_back", "pinned", "refused", "profiles"]
     version: int = Field(ge=0, le=2**31 - 1)
     path: str = Field(default="", max_length=4096)
     checksum: str = Field(default="", max_length=MAX_NAME)
     reason: Reason = ""
     ts_s: Time
     stats: dict[Name, Annotated[float, Field(ge=-1e12, le=1e12)]] = Field(default_factory=dict, max_length=64)
+    profiles: list[Name] = Field(default_factory=list, max_length=65_536,
+                                 description="kind=profiles: the fitted profile of every instance, in instance order")
 
 
 class DeadLetter(Message):

@@ -48,6 +48,7 @@ Decisions:
 from __future__ import annotations
 
 import asyncio
+import logging
 import math
 import sys
 from collections import deque
@@ -159,6 +160,19 @@ class RouterCore:
         update = getattr(self.predictor, "update", None)
         if update is not None:  # learn from finished requests (their true length is public now)
             update(c.prompt_tokens, c.task, c.output_tokens)
+
+    def adopt_profiles(self, names: list[str]) -> bool:
+        """A ``policy-updates`` ``kind=profiles``: plan with the twin's fitted hardware. False when
+        frozen (``--freeze``); ``PhaserError`` for a list that does not fit this router."""
+        from phaser.engine.profiles import get_profile
+
+        if self.swap is not None and self.swap.freeze:
+            return False
+        if len(names) != len(self.view.instances):
+            raise PhaserError(f"kind=profiles lists {len(names)} profiles for {len(self.view.instances)} instances")
+        self.view.set_profiles([get_profile(n) for n in names])
+        logging.getLogger("phaser.router").warning("planning with the twin's fitted profiles: %s", ", ".join(names))
+        return True
 
     def on_status(self, s: protos.InstanceStatus, t: float) -> None:
         self.view.on_status(s, t)
@@ -374,7 +388,10 @@ async def run_router(bootstrap: str, core: RouterCore, clock: StackClock, topics
                     elif m.topic == "instance-status":
                         core.on_status(m.msg, now)
                     elif m.topic == "policy-updates":
-                        core.swap.on_update(m.msg, now)
+                        if m.msg.kind == "profiles":
+                            core.adopt_profiles(list(m.msg.profiles))
+                        else:
+                            core.swap.on_update(m.msg, now)
                 except Exception as e:  # no single message may stop the router: dead-letter it, move on
                     await pub.dead_letter(m.topic, protos.encode(m.msg),
                                           f"router could not process it: {e.__class__.__name__}: {e}",

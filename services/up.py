@@ -99,6 +99,7 @@ class UpConfig:
     start_policy: str = ONLINE_FALLBACK  # with --policy rl: what the router serves until a version is promoted
     twin: bool = False  # the trainer learns in a digital twin (phaser.twin), told --profile
     twin_every_s: float = 60.0
+    twin_window: int = 2000  # requests the twin replays (a smaller window forgets old traffic sooner)
     worker_profile: str | None = None  # what the workers really run (default --profile; the router and twin are told --profile)
 
 
@@ -153,7 +154,8 @@ def child_commands(cfg: UpConfig, bootstrap: str, prefix: str) -> dict[str, list
         cmds["trainer"] = py + ["trainer", "--store", cfg.checkpoints, "--instances", str(cfg.instances)] + clocked
         if cfg.twin:  # told the router's profile, like the router; it fits what the workers really run
             told = [p.strip() for p in cfg.profile.split(",") if p.strip()]
-            cmds["trainer"] += [a for p in told for a in ("--twin-profile", p)] + ["--twin-every-s", repr(cfg.twin_every_s)]
+            cmds["trainer"] += [a for p in told for a in ("--twin-profile", p)] + ["--twin-every-s", repr(cfg.twin_every_s),
+                                                                               "--twin-window", str(cfg.twin_window)]
     if cfg.monitor:
         cmds["monitor"] = py + ["monitor", "--interval", repr(cfg.monitor_interval_s)] + common
     if cfg.metrics_port is not None:

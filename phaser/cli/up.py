@@ -64,6 +64,8 @@ def register(app: typer.Typer) -> None:
                                        "told --profile; it fits what the workers really run) instead of by online gradient steps."),
         twin_every_s: float = typer.Option(d.twin_every_s, "--twin-every-s", envvar="PHASER_TWIN_EVERY_S", min=1.0,
                                            help="With --twin: wall seconds between twin rounds."),
+        twin_window: int = typer.Option(d.twin_window, "--twin-window", envvar="PHASER_TWIN_WINDOW", min=10,
+                                        help="With --twin: the newest requests the twin replays."),
         worker_profile: str = typer.Option("", "--worker-profile", envvar="PHASER_WORKER_PROFILE",
                                            help="The profile the simulated workers really run (default --profile, which "
                                                 "is what the router and the twin are told), e.g. a100-llama3-8b@x1.6."),
@@ -109,6 +111,7 @@ def register(app: typer.Typer) -> None:
                        engine=engine or None, metrics_port=metrics_port,
                        metrics_sd=str(metrics_sd) if metrics_sd is not None else None, linger_s=linger,
                        load_delay_s=load_delay, start_policy=start_policy, twin=twin, twin_every_s=twin_every_s,
+                       twin_window=twin_window,
                        worker_profile=worker_profile or None)
         if metrics_sd is not None and metrics_port is None:
             from phaser.errors import PhaserError

@@ -355,6 +355,14 @@ class ClusterView:
     def __len__(self) -> int:
         return len(self.instances)
 
+    def set_profiles(self, profiles: Sequence[object]) -> None:
+        """Plan with other profiles from now on (the twin fitted the real hardware); what is
+        already routed keeps its estimates until its next event."""
+        if len(profiles) != len(self.instances):
+            raise ValueError(f"{len(profiles)} profiles for {len(self.instances)} instances")
+        for inst, p in zip(self.instances, profiles):
+            inst.profile = p
+
     def advance_to(self, t: float) -> None:
         """Set the view's clock (monotone) and bring every instance's estimates to it."""
         if t < self.now:

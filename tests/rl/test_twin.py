@@ -156,7 +156,7 @@ def test_the_trainer_s_twin_round_publishes_a_winner_the_router_can_serve(tmp_pa
     assert core.step(1e6, 1e6) is None  # with the twin, no online gradient publication
     assert not core.twin_due(0.0) and core.twin_due(1e9)  # due after --twin-every-s
     twin, incumbent, k = core.twin_job()
-    assert incumbent == {"heuristic": "round-robin"}  # what the router served
+    assert incumbent == {"policy": "round-robin"}  # what the router served
     res = twin_round(twin, incumbent, k)
     upd = core.twin_publish(res, 10.0)
     assert res.wins and upd is not None and upd.kind == "published", res.reason
@@ -164,8 +164,14 @@ def test_the_trainer_s_twin_round_publishes_a_winner_the_router_can_serve(tmp_pa
     ck = load_checkpoint(upd.path)
     assert ck.variant == "rl-families" and ck.metadata["twin"]["held_out"] == res.held_out
     assert RLPolicy.from_checkpoint(ck, 4).encoder.spec.version == 3
+    # the fit held: the routers are told the fitted hardware, once, and the twin's router believes it
+    told = core.twin_profiles_update(res, 11.0)
+    assert told.kind == "profiles" and told.profiles[0] == TOLD[0] and told.profiles[2].startswith("a100-llama3-8b@x1.")
+    assert core.twin.told == tuple(told.profiles) and core.twin.scenario().told == tuple(told.profiles)
+    assert core.twin_profiles_update(res, 12.0) is None  # nothing moved
+    assert protos.decode("policy-updates", protos.encode(told)) == told
     # until the router serves the winner, round robin is still the incumbent; then the winner is
-    assert core.twin_job()[1] == {"heuristic": "round-robin"}
+    assert core.twin_job()[1] == {"policy": "round-robin"}
     for req, c in _live(n=300, seed=4):
         core.on_message(protos.Assignment(request=req, instance=c.instance, policy="rl-families",
                                           policy_version=upd.version, decided_s=req.arrival_s, router_wait_s=0.0,

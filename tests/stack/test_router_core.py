@@ -80,3 +80,20 @@ def test_dedupe_memory_is_bounded(monkeypatch):
         assert core.on_request(_req(i))
     assert list(core.seen) == ["r2", "r3", "r4"]
     assert not core.on_request(_req(4)) and core.on_request(_req(0))  # r0 fell out of the window
+
+
+def test_the_router_plans_with_the_profiles_the_twin_fitted():
+    import pytest
+
+    from phaser.errors import PhaserError
+
+    core = build_core("workload-aware", 4, ["a100-llama3-8b"], seed=0, predictor="online")
+    before = core.view.instances[2].profile.prefill_time(1000)
+    assert core.adopt_profiles(["a100-llama3-8b"] * 2 + ["a100-llama3-8b@x1.6"] * 2)
+    assert core.view.instances[2].profile.prefill_time(1000) == pytest.approx(1.6 * before)
+    assert core.view.instances[0].profile.name == "a100-llama3-8b"
+    with pytest.raises(PhaserError, match="3 profiles for 4 instances"):
+        core.adopt_profiles(["a100-llama3-8b"] * 3)
+    with pytest.raises(PhaserError, match="no-such"):
+        core.adopt_profiles(["no-such-gpu"] * 4)
+    assert core.view.instances[2].profile.name == "a100-llama3-8b@x1.6"  # a refused list changes nothing

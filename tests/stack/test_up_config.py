@@ -21,7 +21,7 @@ def test_the_twin_is_told_the_router_s_profile_and_the_workers_run_the_real_one(
     assert _opt(cmds["router"], "--policy") == ["random"] and _opt(cmds["router"], "--store") == ["/tmp/s"]
     assert _opt(cmds["worker-0-3"], "--profile") == ["a100-llama3-8b@x1.6"]
     assert _opt(cmds["trainer"], "--twin-profile") == ["a100-llama3-8b"]
-    assert _opt(cmds["trainer"], "--twin-every-s") == ["30.0"]
+    assert _opt(cmds["trainer"], "--twin-every-s") == ["30.0"] and _opt(cmds["trainer"], "--twin-window") == ["2000"]
     plain = child_commands(UpConfig(policy="rl", checkpoints="/tmp/s"), "127.0.0.1:9092", "")
     assert "--twin-profile" not in plain["trainer"] and _opt(plain["router"], "--policy") == ["round-robin"]
     assert _opt(plain["worker-0-3"], "--profile") == _opt(plain["router"], "--profile")
