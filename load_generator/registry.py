@@ -9,6 +9,7 @@ joined with others into a mix::
     sharegpt?amp=0.5&period=60         # sinusoidal rate: mean*(1 + 0.5 sin(2 pi t / 60 s))
     arxiv-summarization?steps=30x10/30x40   # piecewise: 30 s at 10 req/s, 30 s at 40, repeating
     azure-conv?speed=2                 # replay the trace twice as fast
+    azure-conv?skip=3000               # replay it from its 3,001st request (arrivals rebased to 0)
     traces/my.csv                      # Azure / BurstGPT / Mooncake / phaser CSV-JSONL / length-stats file
     paper-mix@0.8+azure-code@0.2       # mix by share of requests (superposed streams)
     paper-mix?rate=8>azure-code?rate=1.5   # a sequence: the first half, then the other (quote the > in a shell)
@@ -81,7 +82,7 @@ LENGTH_FILES = {
 NAMES = ("paper-mix", "paper-mix-uniform", "uniform", *TRACE_FILES, *LENGTH_FILES)
 ARRIVAL_OPTIONS = {"cv", "amp", "period", "steps"}
 LENGTH_OPTIONS = {"prompt", "output"}  # uniform only
-OPTIONS = ARRIVAL_OPTIONS | LENGTH_OPTIONS | {"speed", "rate"}
+OPTIONS = ARRIVAL_OPTIONS | LENGTH_OPTIONS | {"speed", "rate", "skip"}
 UNIFORM_DEFAULTS = {"prompt": (16, 256), "output": (8, 64)}
 
 
@@ -190,7 +191,18 @@ def _replay(trace: Trace, n, rate, duration_s, opts) -> Trace:
     if bad:
         raise PhaserError(f"option(s) {', '.join(sorted(bad))} shape synthetic arrivals; {trace.name} is a replayed trace "
                           "(use rate= to retime it or speed= to replay it faster)")
-    reqs = transforms.truncate(trace.requests, n=n)
+    reqs = trace.requests
+    if "skip" in opts:  # start later in the trace (disjoint windows for repeated runs)
+        try:
+            k = int(opts["skip"])
+        except ValueError:
+            k = -1
+        if not 0 <= k < len(reqs):
+            raise PhaserError(f"workload option skip= must be a whole number below the trace's {len(reqs)} requests, "
+                              f"got {opts['skip']!r}")
+        t0 = reqs[k].arrival_s
+        reqs = [r.model_copy(update={"arrival_s": r.arrival_s - t0}) for r in reqs[k:]]
+    reqs = transforms.truncate(reqs, n=n)
     if "speed" in opts:
         reqs = transforms.speedup(reqs, _positive(opts, "speed"))
     if rate is not None:
@@ -225,6 +237,8 @@ def _single(spec: str, n, rate, duration_s, seed) -> Trace:
         opts = {k: v for k, v in opts.items() if k != "rate"}
     syn_rate = PAPER_RATE if rate is None else rate
     syn_n = PAPER_REQUESTS if (n is None and duration_s is None) else n
+    if "skip" in opts and base not in TRACE_FILES and not Path(base).expanduser().exists():
+        raise PhaserError(f"option skip= starts a replayed trace later; {base!r} is synthetic (give it a seed instead)")
     if base != "uniform" and LENGTH_OPTIONS & set(opts):
         raise PhaserError(f"options prompt=/output= belong to the uniform workload, not {base!r}")
     if base == "uniform":

@@ -18,6 +18,9 @@ arms carry the same CPU load:
 * ``workload-aware``: the best heuristic of the heterogeneous family, told the
   wrong profile.
 
+Repeat ``r`` replays the traces ``r`` windows later (``window_spec``: disjoint
+requests) and seeds the synthetic parts with ``r``.
+
 Per run: mean E2E of all requests and of the last ``tail`` share by arrival
 (when the loop has had time to act), what each twin version measured, and the
 fitted time scales of the newest twin round against the truth. Across
@@ -72,6 +75,23 @@ def truth_scales(told: str, real: list[str]) -> list[float]:
     return out
 
 
+def window_spec(spec: str, repeat: int, n: int) -> str:
+    """The workload of repeat ``repeat``: every replayed-trace part (of a ``>`` sequence too)
+    starts ``repeat`` windows later (``skip=``), so repeats replay disjoint requests;
+    synthetic parts differ by their seed already."""
+    from load_generator.registry import TRACE_FILES
+
+    parts = spec.split(">")
+    per = max(1, n // len(parts))
+    out = []
+    for part in parts:
+        base, q, query = part.partition("?")
+        if repeat and base.strip() in TRACE_FILES and "+" not in part and "skip=" not in query:
+            part = f"{base}?{query + '&' if query else ''}skip={repeat * per}"
+        out.append(part)
+    return ">".join(out)
+
+
 def paired_ci(ref: list[float], mine: list[float]) -> tuple[float, float]:
     """Mean paired gain of ``mine`` over ``ref`` in % and its 95 % t half-width (0 for one pair)."""
     from scipy import stats
@@ -108,7 +128,7 @@ def run_arm(arm: str, seed: int, a, workdir: Path) -> dict:
     from services.up import UpConfig, run_up
 
     store = workdir / f"{arm}-{seed}-store"
-    common = dict(requests=a.requests, workload=a.workload, rate=a.rate, seed=seed, instances=a.instances,
+    common = dict(requests=a.requests, workload=window_spec(a.workload, seed, a.requests), rate=a.rate, seed=seed, instances=a.instances,
                   workers=a.workers, profile=a.profile, worker_profile=a.worker_profile, time_scale=a.time_scale,
                   monitor=False, trainer=True, twin=True, twin_every_s=a.twin_every_s, twin_window=a.twin_window,
                   checkpoints=str(store))

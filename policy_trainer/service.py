@@ -228,8 +228,11 @@ class TrainerCore:
                     return {"params": ck.params, "arch": ck.arch, "hidden": list(ck.metadata["config"]["hidden"]),
                             "version": int(ck.metadata["feature_spec"]["version"]), "store_version": version}
                 except (PhaserError, KeyError, TypeError, ValueError) as e:
-                    log.warning("twin: the served v%d is not readable here (%s); judging against the newest winner",
-                                version, e)
+                    # not a version of this store (a router serving a shipped checkpoint without
+                    # --store reports that checkpoint's own version): the policy by name
+                    log.info("twin: v%d is not in this store (%s); the incumbent is %s by name", version, e, name)
+                    if name in available():
+                        return {"policy": name}
         if self._twin_incumbent is not None:
             return self._twin_incumbent
         params, _meta = self.learner.snapshot({})
@@ -437,7 +440,7 @@ async def run_trainer(bootstrap: str, core: TrainerCore, clock, n_instances: int
             if twin_fut is not None:  # its BrokenProcessPool is expected, not an error to log
                 twin_fut.add_done_callback(lambda f: f.cancelled() or f.exception())
             for proc in list(getattr(pool, "_processes", {}).values()):
-                proc.terminate()
+                proc.kill()  # it ignores SIGTERM (_twin_child_init)
             pool.shutdown(wait=False, cancel_futures=True)
         await bounded(_last(), STOP_FLUSH_S, "the trainer's last flush and commit")
         await bounded(stop_consumer(consumer), STOP_FLUSH_S, "stopping the consumer")
@@ -445,11 +448,21 @@ async def run_trainer(bootstrap: str, core: TrainerCore, clock, n_instances: int
     return core
 
 
+def _twin_child_init() -> None:
+    """The twin's child ignores the terminal's and the stack's stop signals (sent to the whole
+    process group): the trainer stops it itself, so a stop is not a failed round."""
+    import signal
+
+    signal.signal(signal.SIGINT, signal.SIG_IGN)
+    signal.signal(signal.SIGTERM, signal.SIG_IGN)
+
+
 def _twin_pool():
     import multiprocessing
     from concurrent.futures import ProcessPoolExecutor
 
-    return ProcessPoolExecutor(max_workers=1, mp_context=multiprocessing.get_context("spawn"))
+    return ProcessPoolExecutor(max_workers=1, mp_context=multiprocessing.get_context("spawn"),
+                               initializer=_twin_child_init)
 
 
 def twin_round(twin, incumbent: dict, k: int):

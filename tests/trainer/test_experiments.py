@@ -26,3 +26,11 @@ def test_the_newest_fitted_scales_are_read_from_the_trainer_s_log():
     log = ("phaser.trainer: twin round lost: candidate -1.00% ...; fitted time scales 1, 1.01, 1.5, 1.6; teacher x\n"
            "phaser.trainer: twin round won: candidate +2.00% ...; fitted time scales 1, 1, 1.62, 1.61; teacher x\n")
     assert last_scales(log) == [1.0, 1.0, 1.62, 1.61] and last_scales("nothing") is None
+
+
+def test_repeats_replay_disjoint_windows_of_a_trace():
+    from policy_trainer.experiments import window_spec
+
+    assert window_spec("azure-conv", 0, 3000) == "azure-conv"
+    assert window_spec("azure-conv", 2, 3000) == "azure-conv?skip=6000"
+    assert window_spec("paper-mix?rate=8>azure-code?rate=2", 1, 2000) == "paper-mix?rate=8>azure-code?rate=2&skip=1000"

@@ -80,3 +80,16 @@ def test_bad_sequences_and_rates_are_one_line_errors(spec, msg):
 
     with pytest.raises(PhaserError, match=msg):
         load_workload(spec, n=10)
+
+
+def test_skip_starts_a_replay_later_and_only_a_replay():
+    from load_generator import load_workload
+
+    whole = load_workload("azure-conv", n=130)
+    later = load_workload("azure-conv?skip=100", n=30)
+    assert [r.prompt_tokens for r in later] == [r.prompt_tokens for r in whole[100:]]
+    assert later[0].arrival_s == 0.0
+    with pytest.raises(PhaserError, match="synthetic"):
+        load_workload("paper-mix?skip=3", n=5)
+    with pytest.raises(PhaserError, match="skip= must be a whole number"):
+        load_workload("azure-conv?skip=-2", n=5)
