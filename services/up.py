@@ -132,6 +132,8 @@ def child_commands(cfg: UpConfig, bootstrap: str, prefix: str) -> dict[str, list
     policy = ["--policy", cfg.start_policy, "--store", cfg.checkpoints] if online else ["--policy", cfg.policy]
     if cfg.checkpoint and not online:  # rl-*: serve this checkpoint instead of the shipped one
         policy += ["--checkpoint", cfg.checkpoint]
+    if online and cfg.twin:  # the twin learns from replays of the real decisions: random picks would buy nothing
+        policy += ["--explore", "0"]
     cmds = {"router": py + ["router"] + policy + ["--instances", str(cfg.instances), "--profile", cfg.profile,
                                                   "--predictor", cfg.predictor, "--seed", str(cfg.seed),
                                                   "--heartbeat-s", repr(cfg.heartbeat_s)] + clocked}

@@ -19,11 +19,13 @@ def test_the_twin_is_told_the_router_s_profile_and_the_workers_run_the_real_one(
     cmds = child_commands(cfg, "127.0.0.1:9092", "")
     assert _opt(cmds["router"], "--profile") == ["a100-llama3-8b"]
     assert _opt(cmds["router"], "--policy") == ["random"] and _opt(cmds["router"], "--store") == ["/tmp/s"]
+    assert _opt(cmds["router"], "--explore") == ["0"]  # the twin needs no random picks
     assert _opt(cmds["worker-0-3"], "--profile") == ["a100-llama3-8b@x1.6"]
     assert _opt(cmds["trainer"], "--twin-profile") == ["a100-llama3-8b"]
     assert _opt(cmds["trainer"], "--twin-every-s") == ["30.0"] and _opt(cmds["trainer"], "--twin-window") == ["2000"]
     plain = child_commands(UpConfig(policy="rl", checkpoints="/tmp/s"), "127.0.0.1:9092", "")
     assert "--twin-profile" not in plain["trainer"] and _opt(plain["router"], "--policy") == ["round-robin"]
+    assert "--explore" not in plain["router"]  # online gradient learning keeps its exploration
     assert _opt(plain["worker-0-3"], "--profile") == _opt(plain["router"], "--profile")
     half = UpConfig(instances=4, workers=2, profile="a100-llama3-8b",
                     worker_profile="a100-llama3-8b,a100-llama3-8b,a100-llama3-8b@x1.6,a100-llama3-8b@x1.6")
