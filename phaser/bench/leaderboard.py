@@ -7,18 +7,20 @@ and p99 TBT, ``phaser.bench.capacity``) on the family's requests. Every
 point has the same request count (above capacity latency grows with run
 length, so the count is part of the point; it is stated in every row).
 
-Families (decisions where the issue names hardware we do not have a profile
-for are stated):
+Families (KV sizes per instance as vLLM sizes them, ``phaser.engine.profiles``):
 
 * ``paper`` — paper-mix on 4 × V100-32GB, vLLM V0 scheduling (the paper's);
-* ``kv-starved`` — paper-mix on 4 × V100-16GB (3.8k KV tokens each), vLLM V0.
-  The issue asks for 24 GB parts; phaser has no A10G/L4 operator profile yet,
-  and the 16 GB V100 is the KV-scarce part it can model from measurements;
+* ``paper-16gb`` — the same on 4 × V100-16GB (3.6k KV tokens each: the most
+  common cloud V100, run at utilization 0.95 without CUDA graphs);
+* ``kv-starved`` — paper-mix on 4 × A10G-24GB Llama-2-7B (12.4k KV tokens
+  each), vLLM V0; the A10G's costs are the A100's measured ones carried by
+  roofline ratios, not a measurement of the part;
 * ``bursty-long-prompt`` — azure-code on 8 × A100-80GB Llama-3-8B;
 * ``conversation`` — azure-conv on 8 × A100-80GB Llama-3-8B;
 * ``prefix-heavy`` — the Mooncake trace on 16 × A100-80GB Llama-3.1-8B (128k),
-  with its own p99 TTFT SLO of 60 s: a 100k-token prompt alone takes about
-  30 s to prefill, so no router meets 2 s there.
+  vLLM V1 (chunked prefill, 8,192 tokens a step), with its own p99 TTFT SLO of
+  60 s: a 100k-token prompt alone takes about 30 s to prefill, so no router
+  meets 2 s there.
 
 * ``heterogeneous`` — azure-conv on a mixed cluster, 4 × A100 + 4 × H100
   (Llama-3-8B): two GPU generations behind one router.
@@ -80,8 +82,10 @@ class Family:
 FAMILIES: dict[str, Family] = {f.name: f for f in (
     Family("paper", Scenario("paper", "paper-mix", 4, "v100-llama2-7b", 20.0, 1000, scheduler="vllm-v0"),
            note="paper-mix, 4 x V100-32GB, vLLM V0"),
-    Family("kv-starved", Scenario("kv-starved", "paper-mix", 4, "v100-16gb-llama2-7b", 5.0, 1000, scheduler="vllm-v0"),
-           note="paper-mix, 4 x V100-16GB (3.8k KV tokens each), vLLM V0"),
+    Family("paper-16gb", Scenario("paper-16gb", "paper-mix", 4, "v100-16gb-llama2-7b", 5.0, 1000, scheduler="vllm-v0"),
+           note="paper-mix, 4 x V100-16GB (3.6k KV tokens each), vLLM V0"),
+    Family("kv-starved", Scenario("kv-starved", "paper-mix", 4, "a10g-llama2-7b", 5.0, 1000, scheduler="vllm-v0"),
+           note="paper-mix, 4 x A10G-24GB Llama-2-7B (12.4k KV tokens each), vLLM V0"),
     Family("bursty-long-prompt", Scenario("bursty-long-prompt", "azure-code", 8, "a100-llama3-8b", None, None),
            trace=True, note="azure-code test windows, 8 x A100-80GB Llama-3-8B"),
     Family("conversation", Scenario("conversation", "azure-conv", 8, "a100-llama3-8b", None, None),
@@ -89,8 +93,9 @@ FAMILIES: dict[str, Family] = {f.name: f for f in (
     Family("heterogeneous", Scenario("heterogeneous", "azure-conv", 8, "a100-llama3-8b", None, None,
                                      profiles=("a100-llama3-8b",) * 4 + ("h100-llama3-8b",) * 4),
            trace=True, note="azure-conv test windows, 4 x A100-80GB + 4 x H100 Llama-3-8B"),
-    Family("prefix-heavy", Scenario("prefix-heavy", "mooncake", 16, "a100-llama31-8b", None, None),
-           trace=True, note="Mooncake test windows, 16 x A100-80GB Llama-3.1-8B (128k), prefix caching, TTFT SLO 60 s",
+    Family("prefix-heavy", Scenario("prefix-heavy", "mooncake", 16, "a100-llama31-8b", None, None, scheduler="vllm-v1"),
+           trace=True, note="Mooncake test windows, 16 x A100-80GB Llama-3.1-8B (128k), vLLM V1 (chunked, 8,192 "
+                            "tokens), prefix caching, TTFT SLO 60 s",
            slo_ttft=60.0),
 )}
 
@@ -191,6 +196,26 @@ def lookahead_gain(fam: Family, reqs: list, rate: float, seed: int, horizon_s: f
 
 
 # ------------------------------------------------------------------ the board
+def before_run(fam: Family, n: int) -> str:
+    """One line before a family runs: its instances' KV cache as vLLM sizes it, and how many
+    of its requests (draw 0) no instance can serve (they become ``rejected`` records)."""
+    from phaser.bench import runner
+    from phaser.engine.profiles import get_profile
+
+    gib = float(1 << 30)
+    parts = []
+    for name in dict.fromkeys(fam.scenario.profile_names()):
+        m = get_profile(name).memory()
+        parts.append(f"{name}: {get_profile(name).kv_capacity_tokens:,} KV tokens ({m['usable'] / gib:.2f} GiB usable "
+                     f"- weights {m['weights'] / gib:.2f} - activation {m['activation'] / gib:.2f} - CUDA graphs "
+                     f"{m['cuda_graphs'] / gib:.2f} - non-torch {m['non_torch'] / gib:.2f})")
+    reqs = family_requests(fam, 0, None, n)
+    bad, why = runner.refused(fam.scenario, reqs)
+    tail = f"{bad} of {len(reqs)} requests exceed the context or KV capacity (rejected: {why})" if bad else \
+        f"all {len(reqs)} requests fit"
+    return f"{fam.name}: {'; '.join(parts)}; {tail}"
+
+
 def goodput(records: list, rejected: int, slo_ttft: float, slo_tbt: float) -> float:
     """``phaser.slo.goodput`` (the one definition every report uses)."""
     from phaser.slo import SLO, goodput as _goodput
@@ -209,6 +234,7 @@ def run_board(families: list[Family], policies: list[str], *, loads=LOADS, seeds
            "families": []}
     for fam in families:
         fam_ttft = fam.slo_ttft or slo_ttft
+        progress(before_run(fam, n))
         cap, probes = capacity(fam, n, fam_ttft, slo_tbt)
         progress(f"{fam.name}: round robin's capacity at the SLO {cap:.2f} req/s")
         fam_out = {"family": fam.name, "note": fam.note, "capacity_rps": cap, "capacity_probes": probes,

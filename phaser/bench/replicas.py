@@ -27,7 +27,7 @@ from phaser.bench.scenarios import Scenario
 REPLICAS = (1, 2, 4, 8)
 DELAYS_S = (0.0, 0.02, 0.05, 0.2)
 POLICIES = ("round-robin", "random", "power-of-two", "least-requests", "least-tokens", "workload-aware", "llm-d")
-#: the default scenario: the leaderboard's kv-starved family (4 x V100-16GB, vLLM V0), where routing matters
+#: the default scenario: the leaderboard's paper-16gb family (4 x V100-16GB, vLLM V0), where routing matters
 DEFAULT = Scenario("replicas-kv-starved", "paper-mix", 4, "v100-16gb-llama2-7b", 5.0, 1000, scheduler="vllm-v0")
 
 

@@ -40,6 +40,32 @@ def bench_table(agg: list[dict], title: str = "phaser bench (latencies in stack 
     return t
 
 
+def bench_markdown(agg: list[dict]) -> str:
+    """The results as markdown, a table per (scenario, rate): latencies in seconds, the paired
+    mean-E2E gain over round robin per seed with its 95 % CI (the README's tables)."""
+    out = []
+    keys = sorted({(a["scenario"], a["rate"] or 0.0, a.get("heartbeat_delay_s") or 0.0, a.get("completion_delay_s") or 0.0)
+                   for a in agg})
+    for scn, rate, hb, cd in keys:
+        rows = sorted((a for a in agg if (a["scenario"], a["rate"] or 0.0, a.get("heartbeat_delay_s") or 0.0,
+                                           a.get("completion_delay_s") or 0.0) == (scn, rate, hb, cd)),
+                      key=lambda a: a["e2e_mean"])
+        a0 = rows[0]
+        head = f"**{scn}** ({a0['instances']} × `{a0['profile']}`, `{a0['workload']}`, " + \
+               (f"{rate:g} req/s, " if rate else "trace timing, ") + f"{a0['n_requests']} requests, {a0['repeats']} seed(s)" + \
+               (f", heartbeat delay {hb:g} s" if hb else "") + (f", completion delay {cd:g} s" if cd else "") + ")"
+        out += [head, "", "| policy | E2E mean (s) | E2E p99 | TTFT p99 | TBT p99 | preemptions | rejected | vs round-robin |",
+                "|---|---|---|---|---|---|---|---|"]
+        for a in rows:
+            e = f"{a['e2e_mean']:.3f}" + (f" ± {a['e2e_mean_ci95']:.3f}" if a["repeats"] > 1 else "")
+            g = a.get("gain_vs_rr_pct")
+            gain = "" if g is None else f"{g:+.2f}%" + (f" ± {a['gain_vs_rr_ci95']:.2f}" if a["repeats"] > 1 else "")
+            out.append(f"| {a['policy']} | {e} | {a['e2e_p99']:.2f} | {a['ttft_p99']:.3f} | {a['tbt_p99']:.3f} | "
+                       f"{a['preemptions']:.0f} | {a['rejected']:.0f} | {gain} |")
+        out.append("")
+    return "\n".join(out)
+
+
 def latency_table(results) -> Table:
     t = Table(title="router latency per decision (µs)", header_style="bold")
     for col in ("policy", "instances", "decisions", "p50", "p99", "mean"):

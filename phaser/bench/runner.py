@@ -206,10 +206,15 @@ def aggregate(rows: list[dict]) -> list[dict]:
                 a["completion_delay_s"])
 
     base = {same_run(a): a for a in out if a["policy"] == "round-robin"}
-    for a in out:
+    by_seed = {k: {r["seed"]: r["e2e_mean"] for r in rs} for k, rs in groups.items()}
+    for a, key in zip(out, groups):
         b = base.get(same_run(a))
         a["improvement_vs_rr_pct"] = (100.0 * (b["e2e_mean"] - a["e2e_mean"]) / b["e2e_mean"]
                                       if b and b["e2e_mean"] > 0 else None)
+        # the paired gain: per seed against round robin on the same requests, mean and 95 % CI
+        rr = by_seed.get(key[:7] + ("round-robin",), {})
+        gains = [100.0 * (rr[s] - e) / rr[s] for s, e in by_seed[key].items() if rr.get(s, 0) > 0]
+        a["gain_vs_rr_pct"], a["gain_vs_rr_ci95"] = mean_ci(gains) if gains else (None, None)
     return out
 
 

@@ -2,10 +2,13 @@
 
 | name | cluster | workload | rate | requests |
 |---|---|---|---|---|
-| paper-v100 | 4 x v100-llama2-7b | paper-mix | 20 req/s | 2,000 |
-| paper-a100 | 4 x a100-llama3-8b | paper-mix | 80 req/s | 2,000 |
-| paper-a100-chunked | same, chunked prefill, 1,024 max batched tokens | | | |
-| paper-8x | 8 x v100-llama2-7b | paper-mix | 40 req/s | 4,000 |
+| paper-v100 | 4 x v100-llama2-7b, vLLM V0 | paper-mix | 20 req/s | 2,000 |
+| paper-a100 | 4 x a100-llama3-8b, vLLM V0 | paper-mix | 80 req/s | 2,000 |
+| paper-a100-chunked | same, vLLM V1 (chunked prefill, 1,024 max batched tokens) | | | |
+| paper-8x | 8 x v100-llama2-7b, vLLM V0 | paper-mix | 40 req/s | 4,000 |
+| paper-v100-16gb | 4 x v100-16gb-llama2-7b, vLLM V0 | paper-mix | 5 req/s | 2,000 |
+| paper-a10g | 4 x a10g-llama2-7b, vLLM V0 | paper-mix | 5 req/s | 2,000 |
+| prefix-heavy | 16 x a100-llama31-8b, vLLM V1 (chunked, 8,192) | Mooncake trace | trace timing | its windows |
 | azure-conv | 8 x a100-llama3-8b | Azure conversation trace hour | trace timing | 19,366 |
 | azure-code | 8 x a100-llama3-8b | Azure coding trace hour | trace timing | 8,819 |
 
@@ -54,18 +57,23 @@ class Scenario:
 
 
 SCENARIOS: dict[str, Scenario] = {s.name: s for s in [
-    Scenario("paper-v100", "paper-mix", 4, "v100-llama2-7b", 20.0, 2000),
-    Scenario("paper-a100", "paper-mix", 4, "a100-llama3-8b", 80.0, 2000),
+    # the paper's setups: vLLM V0 without chunked prefill (prefill-only iterations pause every
+    # decode), and with it (vLLM V1's scheduler: decodes first, then prefill chunks)
+    Scenario("paper-v100", "paper-mix", 4, "v100-llama2-7b", 20.0, 2000, scheduler="vllm-v0"),
+    Scenario("paper-a100", "paper-mix", 4, "a100-llama3-8b", 80.0, 2000, scheduler="vllm-v0"),
     Scenario("paper-a100-chunked", "paper-mix", 4, "a100-llama3-8b", 80.0, 2000,
-             chunked_prefill=True, max_num_batched_tokens=1024),
-    Scenario("paper-8x", "paper-mix", 8, "v100-llama2-7b", 40.0, 4000),
+             chunked_prefill=True, max_num_batched_tokens=1024, scheduler="vllm-v1"),
+    Scenario("paper-8x", "paper-mix", 8, "v100-llama2-7b", 40.0, 4000, scheduler="vllm-v0"),
     Scenario("azure-conv", "azure-conv", 8, "a100-llama3-8b", None, None),
     Scenario("azure-code", "azure-code", 8, "a100-llama3-8b", None, None),
     # KV-scarce: the paper's workload on the 16 GB V100 (3.8k KV tokens per instance), near the knee (5 req/s;
     # at the paper's 20 req/s it is 4x past capacity and no router changes anything)
-    Scenario("paper-v100-16gb", "paper-mix", 4, "v100-16gb-llama2-7b", 5.0, 2000),
-    # prompt-heavy, prefix-sharing traffic on a long-context model (prefix caching on, as always)
-    Scenario("prefix-heavy", "mooncake", 16, "a100-llama31-8b", None, None),
+    Scenario("paper-v100-16gb", "paper-mix", 4, "v100-16gb-llama2-7b", 5.0, 2000, scheduler="vllm-v0"),
+    # KV-scarce 24 GB parts: the paper's workload on 4 x A10G (12.4k Llama-2-7B KV tokens each)
+    Scenario("paper-a10g", "paper-mix", 4, "a10g-llama2-7b", 5.0, 2000, scheduler="vllm-v0"),
+    # prompt-heavy, prefix-sharing traffic on a long-context model (prefix caching on, as always;
+    # the profile chunks prefills under 8,192 tokens, as vLLM does above 32k of context)
+    Scenario("prefix-heavy", "mooncake", 16, "a100-llama31-8b", None, None, scheduler="vllm-v1"),
 ]}
 
 

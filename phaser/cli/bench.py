@@ -123,6 +123,9 @@ def register(app: typer.Typer) -> None:
                                                        help="Delay (s) of completions reaching the router view; "
                                                             "comma-separated values sweep it."),
         json_path: Optional[Path] = typer.Option(None, "--json", help="Write one JSON row per run to PATH."),
+        markdown_path: Optional[Path] = typer.Option(None, "--markdown", help="Write the results as markdown tables to "
+                                                     "PATH (a table per scenario and rate, the paired gain over round "
+                                                     "robin with its 95 % CI)."),
         plot_dir: Optional[Path] = typer.Option(None, "--plot", help="Write latency-vs-load PNGs to DIR (one per "
                                                 "scenario, a line per policy, the SLOs dashed; one rate: a bar per "
                                                 "policy), or to PATH.png when the run makes one figure."),
@@ -244,6 +247,11 @@ def register(app: typer.Typer) -> None:
         if json_path is not None:
             json_path.parent.mkdir(parents=True, exist_ok=True)
             json_path.write_text(json.dumps(rows, indent=1))
+        if markdown_path is not None:
+            from phaser.bench.report import bench_markdown
+
+            markdown_path.parent.mkdir(parents=True, exist_ok=True)
+            markdown_path.write_text(bench_markdown(agg))
         if plot_dir is not None:
             from phaser.bench.plots import latency_vs_load
 
@@ -299,7 +307,7 @@ def register(app: typer.Typer) -> None:
         replicas: str = typer.Option("1,2,4,8", "--replicas", help="Router replica counts, comma-separated (1 is the baseline)."),
         delays: str = typer.Option("0,0.02,0.05,0.2", "--delays",
                                    help="Seconds a replica sees the others' assignments late, comma-separated."),
-        scenario: Optional[str] = typer.Option(None, "--scenario", help="Built-in scenario (default: the kv-starved "
+        scenario: Optional[str] = typer.Option(None, "--scenario", help="Built-in scenario (default: the paper-16gb "
                                                                          "family: paper-mix on 4 x V100-16GB at 5 req/s)."),
         rate: Optional[float] = typer.Option(None, "--rate", min=0.001, help="Arrival rate, req/s (default: the scenario's)."),
         requests: Optional[int] = typer.Option(None, "--requests", min=10, help="Requests per run (default: the scenario's)."),
@@ -482,7 +490,7 @@ def _register_leaderboard(bench_app: typer.Typer) -> None:
     @bench_app.command("leaderboard", epilog=policy_epilog())
     def leaderboard(
         families: Optional[str] = typer.Option(None, "--families", help="Comma-separated families (default: all): "
-                                               "paper, kv-starved, bursty-long-prompt, conversation, heterogeneous, prefix-heavy."),
+                                               "paper, paper-16gb, kv-starved, bursty-long-prompt, conversation, heterogeneous, prefix-heavy."),
         policies: Optional[str] = typer.Option(None, "--policies", help="Comma-separated policies (default: ours, the "
                                                "production routers' and rl-guided)."),
         quick: bool = typer.Option(False, "--quick", help="2 load points (80, 110 %), 2 seeds, 300 requests per synthetic "

@@ -37,14 +37,43 @@ large per-step overheads), ``a_s = 0`` and ``b_s = 3.2e-4`` s/token (the paper's
 linear prefill profile; prompts there are ≤ 1,000 tokens, where the quadratic
 term adds < 2 %).
 
-Memory: a profile's KV cache holds ``(gpu_mem · gpu_mem_util − weight_bytes)``
-bytes in blocks of ``block_tokens`` tokens (vLLM; activation workspace is not
-subtracted — a few hundred MB, < 1 % of the cache on 80 GB parts). A100 and
-H100 are the 80 GB parts (the roofline numbers above are theirs). V100 is the
-**32 GB** SXM2 part: the paper's Microsoft setup (Azure NDv2 class machines)
-and the only V100 where Llama-2-7B leaves a usable cache (16 GB × 0.9 −
-13.5 GB ≈ 0.9 GB ≈ 1,700 tokens would not even hold a batch of the paper's
-workload); with 32 GB it holds ≈ 29 k tokens.
+Memory, as vLLM sizes its KV cache (``LatencyProfile.memory``)::
+
+    kv_bytes = gpu_mem · gpu_mem_util − weights − non_torch − activation − cuda_graphs
+
+* ``gpu_mem`` is the memory the driver reports, not the part's nominal size:
+  79.19 GiB on the 80 GB A100/H100 ("total_gpu_memory (79.19GiB)" in vLLM's
+  start-up logs, e.g. kubernetes-sigs/gateway-api-inference-extension#550), so
+  the HBM parts get nominal × 79.19/80; the 24 GB GDDR6 parts (A10G, L4; ECC on)
+  report 22.06 GiB (a vLLM start-up log of a 24 GB card: "Free memory on device
+  (21.83/22.06 GiB)").
+* ``non_torch`` (CUDA context share, cuBLAS workspace): 0.2 GiB (vLLM logs at
+  TP 1: 0.16–0.20 GiB; one outlier at 1.79 GiB in vllm-project/vllm#10511).
+* ``activation``: vLLM's profiled peak of one forward pass over
+  ``max_num_batched_tokens`` tokens, modelled as ``k · T · (3·ffn + 4·d_model) ·
+  2 bytes`` (the gate/up projections, their product and the residual stream)
+  with ``k`` fitted to the one measurement we have: Llama-3-8B at T = 8,192 peaks
+  at 1.26 GiB (vllm-project/vllm#10511). Llama-2-7B at 4,096 tokens: 0.52 GiB.
+* ``cuda_graphs``: 0.5 GiB for a 7–8B model (vLLM logs: "Graph capturing
+  finished …, took 0.53 GiB" for Llama-3.1-8B; 0.47–0.68 GiB for other models of
+  that size); 0 on a profile that runs eager (``--enforce-eager``).
+
+What that leaves (``phaser bench leaderboard`` prints it per family):
+A100-80GB + Llama-3-8B 54.3 GiB = 445 k tokens (vLLM's log above: 53.29 GiB
+before graphs); V100-32GB + Llama-2-7B 30 k tokens; A10G/L4 + Llama-2-7B 12.4 k,
++ Llama-3-8B 24 k; V100-16GB + Llama-2-7B only with ``gpu_mem_util`` 0.95 and
+eager mode (the usual recipe for a 7B FP16 model on a 16 GB card; at 0.9 with
+graphs 0.4 GiB would be left): 3.6 k tokens, less than one 4,096-token context,
+so long requests there are rejected. The V100 is the **32 GB** SXM2 part in the
+paper's own setup (Azure NDv2 class machines).
+
+A10G and L4 have no operator table: their coefficients are the A100's measured
+ones carried by roofline ratios (``_scaled_linear``): the weight-streaming floor
+by HBM/GDDR bandwidth (A100 2.039 TB/s; A10G 0.6; L4 0.3), the per-token matmul
+slope and intercept by dense FP16 tensor FLOP/s (A100 312 T; A10G 70 T, after
+Baseten's A10 vs A10G comparison, AWS publishes no figure; L4 121 T, NVIDIA's
+datasheet 242 T with sparsity), attention as for the H100 (``_vidur_attention``).
+These are estimates, not measurements: calibrate a real part with ``phaser calibrate``.
 
 Scheduler limits (vLLM defaults): ``max_num_seqs`` = 256; ``max_num_batched_tokens``
 = the model's context length (vLLM V0 uses max(max_model_len, 2048) when chunked
@@ -69,18 +98,45 @@ ATTN_FLOP_EFFICIENCY = 0.5
 KV_READ_EFFICIENCY = 0.6
 
 # Hardware roofline facts (/work/shared/data/SOURCES.md).
-_PEAK_FLOPS = {"a100": 312e12, "h100": 989e12, "v100": 125e12}
-_MEM_BW = {"a100": 2.039e12, "h100": 3.35e12, "v100": 0.9e12}
-_GPU_MEM = {"a100": 80 * GiB, "h100": 80 * GiB, "v100": 32 * GiB}
+_PEAK_FLOPS = {"a100": 312e12, "h100": 989e12, "v100": 125e12, "a10g": 70e12, "l4": 121e12}
+_MEM_BW = {"a100": 2.039e12, "h100": 3.35e12, "v100": 0.9e12, "a10g": 0.6e12, "l4": 0.3e12}
+#: nominal memory (GB) of each part's default variant
+_GPU_GB = {"a100": 80, "h100": 80, "v100": 32, "a10g": 24, "l4": 24}
+#: GDDR6 parts with ECC on: the memory the driver reports (a vLLM log of a 24 GB card)
+_GDDR_REPORTED = {24: 22.06 * GiB}
+#: HBM parts: reported / nominal (79.19 GiB of 80 on the A100/H100)
+_HBM_REPORTED = 79.19 / 80
+
+
+def _reported_mem(gpu: str, gb: int) -> int:
+    """What the driver (and so vLLM) sees of a ``gb`` GB part (see the module docstring)."""
+    if gpu in ("a10g", "l4"):
+        return int(_GDDR_REPORTED[gb])
+    return int(gb * GiB * _HBM_REPORTED)
+
+
+#: vLLM's non-torch reservation at TP 1 and its CUDA-graph memory for a 7-8B model
+NON_TORCH_BYTES = int(0.2 * GiB)
+CUDA_GRAPH_BYTES = int(0.5 * GiB)
 
 # Model facts: (layers, d_model, params, kv_bytes_per_token, max_model_len).
 # Params from the model cards: Llama-2-7B 6.74 B, Llama-3-8B 8.03 B; FP16/BF16 weights.
+# (The MLP width is in ``_FFN``.)
 _MODELS = {
     "llama2-7b": (32, 4096, 6.74e9, 2 * 32 * 4096 * 2, 4096),
     "llama3-8b": (32, 4096, 8.03e9, 2 * 32 * 8 * 128 * 2, 8192),
     # Llama-3.1-8B: Llama-3-8B's architecture with a 128k context (RoPE scaling)
     "llama31-8b": (32, 4096, 8.03e9, 2 * 32 * 8 * 128 * 2, 131072),
 }
+#: MLP (intermediate) width, from the model configs
+_FFN = {"llama2-7b": 11008, "llama3-8b": 14336, "llama31-8b": 14336}
+#: the activation model's factor: Llama-3-8B over 8,192 tokens peaks at 1.26 GiB (vllm#10511)
+_ACT_K = 1.26 * GiB / (8192 * (3 * 14336 + 4 * 4096) * 2)
+
+
+def activation_bytes(model: str, tokens: int) -> int:
+    """vLLM's profiled activation peak of one ``tokens``-token forward pass of ``model``."""
+    return int(_ACT_K * tokens * (3 * _FFN[model] + 4 * _MODELS[model][1]) * 2)
 
 # Fitted token-wise coefficients (ms): floor, a, b per token. Fit = minimum-MAPE
 # max(floor, a + b·n) over every row of calibration/linear_ops_tp1.csv for the
@@ -117,6 +173,11 @@ class LatencyProfile:
     #: prefill attention's fixed cost per prefill chunk per iteration (Vidur-measured profiles)
     g_s: float = 0.0
     gpu_mem_util: float = 0.9
+    #: what vLLM reserves before the KV cache (see the module docstring): its non-torch
+    #: memory, the profiled activation peak, the CUDA graphs (0 = none: older profile files)
+    non_torch_bytes: int = 0
+    activation_bytes: int = 0
+    cuda_graph_bytes: int = 0
     block_tokens: int = 16
     max_num_seqs: int = 256
     source: str = ""
@@ -151,8 +212,16 @@ class LatencyProfile:
     def kv_blocks_total(self) -> int:
         if self.kv_blocks > 0:
             return self.kv_blocks
-        free = self.gpu_mem_bytes * self.gpu_mem_util - self.weight_bytes
-        return max(0, int(free // (self.kv_bytes_per_token * self.block_tokens)))
+        return max(0, int(self.memory()["kv"] // (self.kv_bytes_per_token * self.block_tokens)))
+
+    def memory(self) -> dict[str, float]:
+        """vLLM's memory budget in bytes: what the instance may use, each reservation,
+        and what is left for the KV cache (the module docstring)."""
+        usable = self.gpu_mem_bytes * self.gpu_mem_util
+        kv = usable - self.weight_bytes - self.non_torch_bytes - self.activation_bytes - self.cuda_graph_bytes
+        return {"usable": usable, "weights": float(self.weight_bytes), "non_torch": float(self.non_torch_bytes),
+                "activation": float(self.activation_bytes), "cuda_graphs": float(self.cuda_graph_bytes),
+                "kv": max(0.0, kv)}
 
     @property
     def kv_capacity_tokens(self) -> int:
@@ -179,25 +248,44 @@ def _vidur_attention(gpu: str, model: str) -> dict:
     return {"c_s": ref["c_s"] * fl, "g_s": ref["g_s"] * fl, "d_s": ref["d_s"] * kv * bw, "e_s": ref["e_s"] * bw}
 
 
+def _scaled_linear(gpu: str, model: str) -> tuple[float, float, float]:
+    """The A100's measured token-wise coefficients (ms) carried to ``gpu`` by roofline
+    ratios: the floor (streaming the weights) by memory bandwidth, the intercept and
+    per-token slope (matmul FLOPs) by dense tensor FLOP/s."""
+    floor_ms, a_ms, b_ms = _LINEAR_MS[f"a100-{model}"]
+    bw = _MEM_BW["a100"] / _MEM_BW[gpu]
+    fl = _PEAK_FLOPS["a100"] / _PEAK_FLOPS[gpu]
+    return floor_ms * bw, a_ms * fl, b_ms * fl
+
+
 def _profile(gpu: str, model: str, linear_ms: tuple[float, float, float] | None = None,
              d_s: float | None = None, source: str = "", attention: str = "vidur",
-             mem_gib: int | None = None) -> LatencyProfile:
-    """``mem_gib``: a smaller memory variant of the same chip (named ``gpu-<mem>gb-model``):
-    the same compute, a smaller KV cache."""
+             mem_gb: int | None = None, gpu_mem_util: float = 0.9, eager: bool = False,
+             chunked_budget: int | None = None) -> LatencyProfile:
+    """``mem_gb``: a smaller memory variant of the same chip (named ``gpu-<mem>gb-model``):
+    the same compute, a smaller KV cache. ``eager``: no CUDA graphs (``--enforce-eager``).
+    ``chunked_budget``: the engine always chunks prefills under this token budget
+    (vLLM turns chunked prefill on for contexts above 32k)."""
     base_name = f"{gpu}-{model}"
-    name = base_name if mem_gib is None else f"{gpu}-{mem_gib}gb-{model}"
+    name = base_name if mem_gb is None else f"{gpu}-{mem_gb}gb-{model}"
     layers, d_model, params, kv_bytes, max_len = _MODELS[model]
-    floor_ms, a_ms, b_ms = linear_ms if linear_ms is not None else _LINEAR_MS[base_name]
+    if linear_ms is None:
+        linear_ms = _LINEAR_MS[base_name] if base_name in _LINEAR_MS else _scaled_linear(gpu, model)
+    floor_ms, a_ms, b_ms = linear_ms
     if attention == "vidur":
         att = _vidur_attention(gpu, model)
     else:  # roofline (the V100 profile: the paper's own decode measurement in d_s)
         att = {"c_s": 4.0 * layers * d_model / (_PEAK_FLOPS[gpu] * ATTN_FLOP_EFFICIENCY),
                "d_s": d_s if d_s is not None else kv_bytes / (_MEM_BW[gpu] * KV_READ_EFFICIENCY), "e_s": 0.0, "g_s": 0.0}
+    # vLLM V0 without chunking: the budget is max(max_model_len, 2048)
+    budget = chunked_budget if chunked_budget is not None else max(max_len, 2048)
     return LatencyProfile(
-        name=name, gpu=gpu, model=model, gpu_mem_bytes=_GPU_MEM[gpu] if mem_gib is None else mem_gib * GiB,
-        weight_bytes=int(params * 2),
+        name=name, gpu=gpu, model=model, gpu_mem_bytes=_reported_mem(gpu, mem_gb or _GPU_GB[gpu]),
+        weight_bytes=int(params * 2), gpu_mem_util=gpu_mem_util, non_torch_bytes=NON_TORCH_BYTES,
+        activation_bytes=activation_bytes(model, budget), cuda_graph_bytes=0 if eager else CUDA_GRAPH_BYTES,
         kv_bytes_per_token=kv_bytes, floor_s=floor_ms / 1e3, a_s=a_ms / 1e3, b_s=b_ms / 1e3,
-        max_num_batched_tokens=max_len, source=source, max_model_len=max_len, **att,
+        max_num_batched_tokens=budget, source=source, max_model_len=max_len,
+        chunked_prefill=chunked_budget is not None, **att,
     )
 
 
@@ -205,6 +293,9 @@ def _profile(gpu: str, model: str, linear_ms: tuple[float, float, float] | None 
 _V100_D_S = 3e-3 / 4000.0
 #: V100 floor: a small decode batch ≈ 34 ms at ≈ 2 k KV tokens, minus that KV's read time.
 _V100_FLOOR_MS = 34.0 - 2000 * _V100_D_S * 1e3
+#: the chunked-prefill budget of the 128k-context profiles: vLLM V1's default for its API
+#: server on 80 GB parts
+LONG_CONTEXT_BUDGET = 8192
 
 PROFILES: dict[str, LatencyProfile] = {
     p.name: p
@@ -215,18 +306,26 @@ PROFILES: dict[str, LatencyProfile] = {
         _profile("h100", "llama2-7b", source="Vidur h100_llama2_7b_mlp (TP1) + Vidur A100 attention x roofline ratios"),
         _profile("a100", "llama3-8b", source="Vidur a100_llama3_8b_mlp (TP1) + Vidur A100 attention x KV-size ratio"),
         _profile("h100", "llama3-8b", source="LLMServingSim H100 Llama-3.1-8B TP1 + Vidur A100 attention x roofline ratios"),
-        # KV-scarce memory variants of the same chips (vLLM sizing: memory x 0.9 - weights):
-        # V100-16GB holds 3,776 Llama-2-7B KV tokens (the 32 GB part 33,264), A100-40GB 48,016
+        # KV-scarce parts (vLLM sizing, the module docstring): V100-16GB (util 0.95, eager) 3.6 k
+        # Llama-2-7B tokens, A10G/L4-24GB 12.4 k (Llama-3-8B: 24 k), A100-40GB 46 k
         _profile("v100", "llama2-7b", linear_ms=(_V100_FLOOR_MS, 0.0, 0.32), d_s=_V100_D_S, attention="roofline",
-                 mem_gib=16, source="v100-llama2-7b's costs on the 16 GB V100 (the most common cloud V100)"),
-        _profile("a100", "llama2-7b", mem_gib=40, source="a100-llama2-7b's costs on the 40 GB A100"),
-        _profile("a100", "llama3-8b", mem_gib=40, source="a100-llama3-8b's costs on the 40 GB A100"),
-        # long context (128k) for prompt-heavy traces (mooncake): Llama-3-8B's costs, Llama-3.1's context
-        _profile("a100", "llama31-8b", source="a100-llama3-8b's coefficients, 128k context (Llama-3.1-8B)"),
-        _profile("h100", "llama31-8b", source="h100-llama3-8b's coefficients, 128k context (Llama-3.1-8B)"),
+                 mem_gb=16, gpu_mem_util=0.95, eager=True,
+                 source="v100-llama2-7b's costs on the 16 GB V100 (the most common cloud V100), util 0.95, eager"),
+        _profile("a100", "llama2-7b", mem_gb=40, source="a100-llama2-7b's costs on the 40 GB A100"),
+        _profile("a100", "llama3-8b", mem_gb=40, source="a100-llama3-8b's costs on the 40 GB A100"),
+        _profile("a10g", "llama2-7b", source="A100 measured costs x roofline ratios (0.6 TB/s, 70 TFLOP/s), 24 GB GDDR6"),
+        _profile("a10g", "llama3-8b", source="A100 measured costs x roofline ratios (0.6 TB/s, 70 TFLOP/s), 24 GB GDDR6"),
+        _profile("l4", "llama2-7b", source="A100 measured costs x roofline ratios (0.3 TB/s, 121 TFLOP/s), 24 GB GDDR6"),
+        _profile("l4", "llama3-8b", source="A100 measured costs x roofline ratios (0.3 TB/s, 121 TFLOP/s), 24 GB GDDR6"),
+        # long context (128k) for prompt-heavy traces (mooncake): Llama-3-8B's costs, Llama-3.1's
+        # context, chunked prefill under an 8,192-token budget (a 128k forward pass would reserve
+        # 20 GiB of activations)
+        _profile("a100", "llama31-8b", chunked_budget=LONG_CONTEXT_BUDGET,
+                 source="a100-llama3-8b's coefficients, 128k context (Llama-3.1-8B), chunked prefill 8192"),
+        _profile("h100", "llama31-8b", chunked_budget=LONG_CONTEXT_BUDGET,
+                 source="h100-llama3-8b's coefficients, 128k context (Llama-3.1-8B), chunked prefill 8192"),
     )
 }
-
 
 #: bounds of a ``NAME@xK`` time scale (a GPU 20x slower or faster than its profile is a different part)
 SCALE_BOUNDS = (0.05, 20.0)

@@ -95,7 +95,7 @@ class StudentConfig:
 
 @dataclass(frozen=True)
 class FamiliesConfig:
-    families: tuple[str, ...] = ("paper", "kv-starved", "bursty-long-prompt", "conversation", "heterogeneous",
+    families: tuple[str, ...] = ("paper", "paper-16gb", "kv-starved", "bursty-long-prompt", "conversation", "heterogeneous",
                                  "prefix-heavy")
     loads: tuple[float, ...] = (0.3, 0.5, 0.8, 0.95, 1.1, 1.3)
     eval_loads: tuple[float, ...] = (0.8, 1.1)

@@ -63,10 +63,12 @@ def test_policy_resolution_and_scenarios():
     with pytest.raises(PhaserError, match="unknown policy"):
         resolve_policies("nope")
     assert set(SCENARIOS) == {"paper-v100", "paper-a100", "paper-a100-chunked", "paper-8x", "azure-conv", "azure-code",
-                              "prefix-heavy", "paper-v100-16gb"}
+                              "prefix-heavy", "paper-v100-16gb", "paper-a10g"}
     s = get_scenario("paper-a100-chunked")
-    assert (s.instances, s.profile, s.rate, s.n_requests, s.chunked_prefill, s.max_num_batched_tokens) == \
-        (4, "a100-llama3-8b", 80.0, 2000, True, 1024)
+    assert (s.instances, s.profile, s.rate, s.n_requests, s.chunked_prefill, s.max_num_batched_tokens, s.scheduler) == \
+        (4, "a100-llama3-8b", 80.0, 2000, True, 1024, "vllm-v1")
+    # the paper's setups without chunked prefill run vLLM V0's prefill-first scheduler
+    assert {get_scenario(n).scheduler for n in ("paper-v100", "paper-a100", "paper-8x", "paper-v100-16gb")} == {"vllm-v0"}
     with pytest.raises(PhaserError, match="unknown scenario"):
         get_scenario("nope")
 
@@ -78,3 +80,24 @@ def test_capacity_probes_cover_a_fixed_horizon():
     assert probe_requests(80.0, 25.0) == 2000
     assert probe_requests(2.0, 100.0) == MIN_PROBE_REQUESTS  # p99 needs enough requests
     assert probe_requests(2.0, 100.0, min_requests=10) == 200
+
+
+def test_paired_gain_and_markdown_table():
+    """The gain over round robin is paired per seed (same requests), with its CI, and the
+    markdown table shows it per policy."""
+    from phaser.bench.report import bench_markdown
+    from phaser.bench.runner import aggregate
+
+    def row(policy, seed, e2e):
+        return {"scenario": "s", "workload": "w", "instances": 2, "profile": "p", "rate": 1.0, "policy": policy,
+                "seed": seed, "n_requests": 10, "wall_seconds": 0.1, "simulated_seconds": 1.0,
+                **{m: e2e for m in ("e2e_mean", "e2e_p50", "e2e_p90", "e2e_p99", "ttft_mean", "ttft_p50", "ttft_p90",
+                                    "ttft_p99", "tbt_mean", "tbt_p99", "router_wait_mean", "preemptions", "rejected")}}
+
+    # seed 1 is a hard draw for everyone: unpaired, B's mean hides that it wins on both seeds
+    rows = [row("round-robin", 0, 1.0), row("round-robin", 1, 10.0), row("b", 0, 0.9), row("b", 1, 9.0)]
+    agg = {a["policy"]: a for a in aggregate(rows)}
+    assert agg["b"]["gain_vs_rr_pct"] == pytest.approx(10.0) and agg["b"]["gain_vs_rr_ci95"] == pytest.approx(0.0)
+    md = bench_markdown(list(agg.values()))
+    assert "| b | 4.950 ± " in md and "+10.00% ± 0.00 |" in md
+    assert md.index("| b |") < md.index("| round-robin |")  # best first

@@ -12,7 +12,7 @@ from phaser.errors import PhaserError
 
 
 def test_unknown_family_is_one_line_listing_the_valid_names(capsys):
-    with pytest.raises(PhaserError, match="unknown family 'nope'; known: paper, kv-starved"):
+    with pytest.raises(PhaserError, match="unknown family 'nope'; known: paper, paper-16gb, kv-starved"):
         lb.get_families("paper,nope")
     assert main(["bench", "leaderboard", "--families", "nope"]) == 2
     assert "known: paper" in capsys.readouterr().err

@@ -20,9 +20,8 @@ A100 = get_profile("a100-llama2-7b")
 
 
 def small_kv(profile, blocks: int):
-    """``profile`` with a KV cache of about ``blocks`` blocks."""
-    mem = (profile.weight_bytes + blocks * profile.block_tokens * profile.kv_bytes_per_token) / profile.gpu_mem_util
-    return dataclasses.replace(profile, gpu_mem_bytes=int(mem) + 1)
+    """``profile`` with a KV cache of ``blocks`` blocks."""
+    return dataclasses.replace(profile, kv_blocks=blocks)
 
 
 def workload(n, seed=0, rate=6.0, prompt=(10, 1500), out=(1, 500), prefixes=False):
