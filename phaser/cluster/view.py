@@ -135,11 +135,14 @@ class InstanceView:
     _finish_heap: list = field(default_factory=list)
     _reqs: dict = field(default_factory=dict)
     _prefix: OrderedDict = field(default_factory=OrderedDict)
+    _kv_cap: int = -1  # the profile's KV capacity, cached (-1: not yet; reset when the profile changes)
 
     # ---------------------------------------------------------------- queries
     @property
     def kv_capacity_tokens(self) -> int:
-        return int(self.profile.kv_capacity_tokens)
+        if self._kv_cap < 0:
+            self._kv_cap = int(self.profile.kv_capacity_tokens)
+        return self._kv_cap
 
     @property
     def decoding(self) -> int:
@@ -362,6 +365,7 @@ class ClusterView:
             raise ValueError(f"{len(profiles)} profiles for {len(self.instances)} instances")
         for inst, p in zip(self.instances, profiles):
             inst.profile = p
+            inst._kv_cap = -1
 
     def advance_to(self, t: float) -> None:
         """Set the view's clock (monotone) and bring every instance's estimates to it."""

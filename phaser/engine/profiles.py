@@ -212,7 +212,9 @@ class LatencyProfile:
     def kv_blocks_total(self) -> int:
         if self.kv_blocks > 0:
             return self.kv_blocks
-        return max(0, int(self.memory()["kv"] // (self.kv_bytes_per_token * self.block_tokens)))
+        kv = (self.gpu_mem_bytes * self.gpu_mem_util - self.weight_bytes - self.non_torch_bytes - self.activation_bytes
+              - self.cuda_graph_bytes)  # memory()["kv"], without building the dict: policies ask often
+        return max(0, int(kv // (self.kv_bytes_per_token * self.block_tokens)))
 
     def memory(self) -> dict[str, float]:
         """vLLM's memory budget in bytes: what the instance may use, each reservation,

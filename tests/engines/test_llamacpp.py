@@ -14,7 +14,10 @@ from protos.messages import Request
 from services.backends.openai import OpenAIInstance
 from services.clock import StackClock
 
-pytestmark = pytest.mark.timeout(900)
+# func_only: the first test's setup waits for the server build started at session start (cached
+# later), which on a fresh machine with the other core busy can outlast any per-test limit; that
+# wait has its own deadline (``engine_built``), the tests themselves 900 s
+pytestmark = pytest.mark.timeout(900, func_only=True)
 
 SMALL = "uniform?prompt=16-128&output=4-24"
 
