@@ -8,7 +8,8 @@ JSON produced and parsed by orjson (see ``protos.codec``). Each message carries
 Versions. v2 (this build's) adds ``Completion.status``/``reason`` (a request
 can end ``rejected`` or ``error`` with no output), ``Assignment.epoch``
 (fencing of re-routed requests), ``InstanceStatus.health``/``reason`` and
-``DeadLetter.original_bytes``/``truncated``. Every v2 field has a default that
+``DeadLetter.original_bytes``/``truncated``, and later within v2 ``PolicyUpdate``'s
+``kind=profiles`` and ``Assignment.router`` (router replicas). Every v2 field has a default that
 means what a v1 sender meant, so a v1 message is read as v2 (``protos.codec``):
 old and new services can run side by side during a rolling upgrade. A v1
 consumer refuses v2 messages, so upgrade consumers first.
@@ -113,6 +114,9 @@ class Assignment(Message):
     revoked: bool = Field(default=False, description=(
         "a fence notice, not work: the router re-routed this request away from ``instance`` (after a "
         "failover) under ``epoch``; a worker holding an older epoch of it drops it without answering"))
+    router: str = Field(default="", max_length=64, pattern=r"^[A-Za-z0-9_.-]*$", description=(
+        "the router replica that decided (``phaser router --replica-id``); '' for a router running alone. "
+        "Replicas apply each other's decisions to their cluster view and skip their own"))
 
 
 class Completion(Message):

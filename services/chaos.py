@@ -20,6 +20,10 @@ child on the request path that exits is restarted, and counted in ``restarts``.
 Faults (``FAULTS``):
 
 * ``kill-router`` / ``kill-trainer`` — SIGKILL, restarted after ``restart_s``;
+* ``kill-replica`` — two router replicas (``phaser up --routers 2``); SIGKILL of
+  replica r1, restarted after ``down_s``: its ``requests`` partition moves to r0
+  when the group notices (a session timeout), and back when r1 returns.
+  ``resume_s``: from the kill to r0's first decision on r1's partition;
 * ``kill-worker`` — SIGKILL of the worker hosting the upper half of the
   instances, restarted after ``down_s`` (longer than the router's failover
   limit, so its requests are re-routed and the revived worker is fenced);
@@ -56,7 +60,8 @@ import orjson
 
 from phaser.errors import PhaserError
 
-SIM_FAULTS = ("kill-router", "kill-worker", "kill-trainer", "broker-pause", "broker-restart", "poison", "clock-skew")
+SIM_FAULTS = ("kill-router", "kill-replica", "kill-worker", "kill-trainer", "broker-pause", "broker-restart", "poison",
+              "clock-skew")
 FAULTS = SIM_FAULTS + ("engine-down",)
 
 #: raw records that must each end in the dead-letter topic (never stop a service)
@@ -119,6 +124,7 @@ class FaultHook:
     poison_sent: int = 0
     arrivals: list[float] = field(default_factory=list)  # wall s of each new completion (after the fault)
     first_rerouted: float | None = None
+    killed_unix: float | None = None  # kill-replica: wall time of the kill
     _held: str | None = None  # child kept down by the fault
     _seen: int = 0
     load_wall: object = None
@@ -133,7 +139,7 @@ class FaultHook:
         return self.fired_at is None or self.ended_at is None
 
     def _due(self) -> float:
-        return {"kill-worker": self.cfg.down_s, "engine-down": self.cfg.down_s,
+        return {"kill-worker": self.cfg.down_s, "engine-down": self.cfg.down_s, "kill-replica": self.cfg.down_s,
                 "broker-pause": self.cfg.pause_s}.get(self.fault, self.cfg.restart_s)
 
     async def tick(self, elapsed: float, ctx) -> None:
@@ -175,6 +181,9 @@ class FaultHook:
         print(f"chaos: {f} at {self.fired_at:.1f} s into the load", file=sys.stderr)
         if f == "kill-router":
             self._kill(ctx, "router")
+        elif f == "kill-replica":
+            self.killed_unix = time.time()
+            self._kill(ctx, "router-r1")
         elif f == "kill-trainer":
             self._kill(ctx, "trainer")
         elif f == "kill-worker":
@@ -262,6 +271,28 @@ async def _trace_lost(bootstrap: str, topics, n_instances: int, lost_ids: list[s
     return out
 
 
+async def _replica_resume(bootstrap: str, topics, n_instances: int, killed_unix: float, time_scale: float) -> dict:
+    """kill-replica: which ``requests`` partition each request was on (its key's), and from the
+    kill to the survivor r0's first decision on a request of the dead r1's partition (wall s);
+    also how many requests each replica routed."""
+    from services.kafka import partition_count, read_back
+
+    n_req = await partition_count(bootstrap, topics.name("requests"))
+    reqs, _ = await read_back(bootstrap, topics, "requests", range(n_req), timeout_s=30, client_id="phaser-chaos",
+                              with_offsets=True)
+    part = {m.id: p for p, _, m in reqs}
+    got, _ = await read_back(bootstrap, topics, "assignments", range(n_instances), timeout_s=30, client_id="phaser-chaos")
+    kill_stack = killed_unix * time_scale
+    r1_parts = {part[a.request.id] for a in got if a.router == "r1" and a.request.id in part}
+    took = [a.decided_s for a in got if a.router == "r0" and not a.revoked and a.decided_s >= kill_stack
+            and part.get(a.request.id) in r1_parts]
+    per = {}
+    for a in got:
+        if not a.revoked:
+            per[a.router] = per.get(a.router, 0) + 1
+    return {"resume_s": (min(took) - kill_stack) / time_scale if took else None, "routed_by": per}
+
+
 async def _count_dead_letters(bootstrap: str, topics) -> int:
     from services.kafka import read_back
 
@@ -293,12 +324,17 @@ def run_chaos(cfg: ChaosConfig, progress=print, broker=None) -> list[dict]:
             up = UpConfig(requests=cfg.requests, workload=cfg.workload, seed=cfg.seed, instances=cfg.instances,
                           workers=2, profile=cfg.profile, policy=cfg.policy, time_scale=cfg.time_scale,
                           bootstrap=broker.bootstrap, drain_timeout_s=cfg.drain_timeout_s, monitor=False,
-                          trainer=fault == "kill-trainer", engine=cfg.engine, rate=cfg.rate)
+                          trainer=fault == "kill-trainer", engine=cfg.engine, rate=cfg.rate,
+                          routers=2 if fault == "kill-replica" else 1)
             captured: dict = {}
             summary = run_up(up, hook=hook, capture=captured)
             summary["_completions"] = captured.get("completions", ())
             dead = asyncio.run(_count_dead_letters(broker.bootstrap, captured["topics"]))
             row = hook.row(summary, dead)
+            if fault == "kill-replica" and hook.killed_unix is not None:
+                row.update(asyncio.run(_replica_resume(broker.bootstrap, captured["topics"], cfg.instances,
+                                                       hook.killed_unix, cfg.time_scale)))
+                row["resume_s"] = _r(row["resume_s"])
             if row["lost_ids"]:  # say where they went: the first thing anyone asks about a loss
                 row["lost_trace"] = asyncio.run(_trace_lost(broker.bootstrap, captured["topics"], cfg.instances,
                                                             row["lost_ids"]))
@@ -314,10 +350,10 @@ def render(rows: list[dict]):
     from rich.table import Table
 
     cols = ("fault", "broker", "requested", "completed", "failed", "rejected", "lost", "duplicates", "dead_letters",
-            "restarts", "rerouted", "stall_s", "recover_s", "reroute_s")
+            "restarts", "rerouted", "stall_s", "recover_s", "reroute_s", "resume_s")
     t = Table(title="phaser chaos")
     for c in cols:
         t.add_column(c, justify="left" if c in ("fault", "broker") else "right")
     for r in rows:
-        t.add_row(*("-" if r[c] is None else str(r[c]) for c in cols))
+        t.add_row(*("-" if r.get(c) is None else str(r[c]) for c in cols))
     return t

@@ -89,8 +89,11 @@ class Topics:
             name = name[len(self.prefix):]
         return name
 
-    def partitions(self, n_instances: int) -> dict[str, int]:
-        return {self.name(b): (n_instances if b == "assignments" else 1) for b in TOPICS}
+    def partitions(self, n_instances: int, routers: int = 1) -> dict[str, int]:
+        """Partitions per topic: ``assignments`` one per instance, ``requests`` one per router
+        replica (the group's unit of work), every other topic one."""
+        return {self.name(b): (n_instances if b == "assignments" else max(1, routers) if b == "requests" else 1)
+                for b in TOPICS}
 
 
 def _kafka_error(bootstrap: str, e: Exception) -> PhaserError:
@@ -151,13 +154,14 @@ async def reach(bootstrap: str, attempt, timeout_s: float | None = None, notify=
                           f"({err.__class__.__name__})") from None
 
 
-async def ensure_topics(bootstrap: str, n_instances: int, topics: Topics = Topics()) -> dict[str, int]:
+async def ensure_topics(bootstrap: str, n_instances: int, topics: Topics = Topics(), routers: int = 1) -> dict[str, int]:
     """Create every topic if missing (idempotent); ``assignments`` gets at least
-    ``n_instances`` partitions. Returns topic -> partitions requested. An unreachable
-    broker is retried (``reach``)."""
+    ``n_instances`` partitions and ``requests`` at least ``routers`` (one per router
+    replica). Returns topic -> partitions requested. An unreachable broker is retried
+    (``reach``)."""
     if n_instances < 1:
         raise PhaserError(f"need at least one instance, got {n_instances}")
-    wanted = topics.partitions(n_instances)
+    wanted = topics.partitions(n_instances, routers)
     try:
         await reach(bootstrap, lambda: create_topics(bootstrap, wanted))
     except KafkaError as e:
@@ -168,13 +172,16 @@ async def ensure_topics(bootstrap: str, n_instances: int, topics: Topics = Topic
     except KafkaError as e:
         raise _kafka_error(bootstrap, e) from None
     try:
-        have = await partition_count(bootstrap, topics.name("assignments"))
-        if have < n_instances:
+        for base, need, what in (("assignments", n_instances, f"{n_instances} instances need one each"),
+                                 ("requests", max(1, routers), f"{routers} router replicas need one each")):
+            have = await partition_count(bootstrap, topics.name(base))
+            if have >= need:
+                continue
             try:
-                await admin.create_partitions({topics.name("assignments"): NewPartitions(total_count=n_instances)})
+                await admin.create_partitions({topics.name(base): NewPartitions(total_count=need)})
             except KafkaError as e:  # tansu does not implement CreatePartitions
                 raise PhaserError(
-                    f"topic {topics.name('assignments')!r} has {have} partitions but {n_instances} instances need one each, "
+                    f"topic {topics.name(base)!r} has {have} partitions but {what}, "
                     f"and the broker cannot add partitions ({e.__class__.__name__}); use another --topic-prefix or a fresh broker"
                 ) from None
     finally:
@@ -286,6 +293,40 @@ async def start_consumer(bootstrap: str, partitions: Iterable[tuple[str, int]], 
         else:
             c.seek(tp, committed)
     return c
+
+
+#: a router replica's consumer-group session on ``requests``: a replica killed without leaving
+#: is noticed after this (Kafka's ``group.min.session.timeout.ms`` default is 6 s)
+GROUP_SESSION_MS = 6000
+GROUP_HEARTBEAT_MS = 1000
+
+
+async def start_group_consumer(bootstrap: str, topic: str, group_id: str, listener, client_id: str = "phaser"
+                               ) -> AIOKafkaConsumer:
+    """A started consumer that **subscribes** to ``topic`` as a member of ``group_id``: the
+    broker's group coordinator deals its partitions among the members and moves them when one
+    joins, leaves or dies (``listener``: an ``aiokafka.abc.ConsumerRebalanceListener``). Each
+    partition is read from the group's committed offset, else from the beginning."""
+    c = AIOKafkaConsumer(
+        bootstrap_servers=bootstrap, group_id=group_id, client_id=client_id, enable_auto_commit=False,
+        auto_offset_reset="earliest", fetch_max_wait_ms=FETCH_MAX_WAIT_MS, max_poll_records=2000,
+        session_timeout_ms=GROUP_SESSION_MS, heartbeat_interval_ms=GROUP_HEARTBEAT_MS, **client_options(),
+    )
+    try:
+        await c.start()
+    except KafkaError as e:
+        raise _kafka_error(bootstrap, e) from None
+    c.subscribe([topic], listener=listener)
+    return c
+
+
+def forget_positions(consumer: AIOKafkaConsumer, tps: Iterable[TopicPartition]) -> None:
+    """Drop what the gap guard (``_gap_free``) expects next on ``tps``: a partition that moved
+    away and back continues from the group's offset, not from where this consumer left it."""
+    state = _EXPECTED.get(consumer)
+    if state is not None:
+        for tp in tps:
+            state.pop(tp, None)
 
 
 async def read_back(bootstrap: str, topics: "Topics", base: str, partitions: Iterable[int], *,

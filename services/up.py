@@ -101,6 +101,7 @@ class UpConfig:
     twin_every_s: float = 60.0
     twin_window: int = 2000  # requests the twin replays (a smaller window forgets old traffic sooner)
     worker_profile: str | None = None  # what the workers really run (default --profile; the router and twin are told --profile)
+    routers: int = 1  # router replicas (one consumer group on requests, one shared view: services.router)
 
 
 def trainer_available() -> bool:
@@ -134,9 +135,16 @@ def child_commands(cfg: UpConfig, bootstrap: str, prefix: str) -> dict[str, list
         policy += ["--checkpoint", cfg.checkpoint]
     if online and cfg.twin:  # the twin learns from replays of the real decisions: random picks would buy nothing
         policy += ["--explore", "0"]
-    cmds = {"router": py + ["router"] + policy + ["--instances", str(cfg.instances), "--profile", cfg.profile,
-                                                  "--predictor", cfg.predictor, "--seed", str(cfg.seed),
-                                                  "--heartbeat-s", repr(cfg.heartbeat_s)] + clocked}
+    router = py + ["router"] + policy + ["--instances", str(cfg.instances), "--profile", cfg.profile,
+                                         "--predictor", cfg.predictor, "--seed", str(cfg.seed),
+                                         "--heartbeat-s", repr(cfg.heartbeat_s)] + clocked
+    if not 1 <= cfg.routers <= 64:
+        raise PhaserError(f"--routers must be between 1 and 64, got {cfg.routers}")
+    if cfg.routers == 1:
+        cmds = {"router": router}
+    else:  # replicas: each its own id and seed (randomized pickers must not herd in step)
+        cmds = {f"router-r{k}": [a if i != router.index("--seed") + 1 else str(cfg.seed + k) for i, a in enumerate(router)]
+                + ["--replica-id", f"r{k}", "--routers", str(cfg.routers)] for k in range(cfg.routers)}
     real = [p.strip() for p in (cfg.worker_profile or cfg.profile).split(",")]
     if len(real) not in (1, cfg.instances):
         raise PhaserError(f"--worker-profile lists {len(real)} profiles for {cfg.instances} instances; give one or one per instance")
@@ -343,7 +351,7 @@ def run_up(cfg: UpConfig, hook=None, capture: dict | None = None) -> dict:
             bootstrap = broker.bootstrap
         else:
             bootstrap = cfg.bootstrap
-        asyncio.run(ensure_topics(bootstrap, cfg.instances, topics))
+        asyncio.run(ensure_topics(bootstrap, cfg.instances, topics, routers=cfg.routers))
         if not cfg.checkpoints:
             cfg = replace(cfg, checkpoints=str(ready_dir / "checkpoints"))
         if cfg.checkpoint and cfg.policy == ONLINE_POLICY:

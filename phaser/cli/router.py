@@ -38,18 +38,42 @@ def register(app: typer.Typer) -> None:
         down_after_s: float = typer.Option(5.0, "--down-after-s", envvar="PHASER_DOWN_AFTER_S", min=0.0,
                                            help="Failover: wall seconds of heartbeat silence (at least; and at least 10 heartbeats) "
                                                 "before an instance is down and its requests are re-routed; 0 turns failover off."),
+        replica_id: str = typer.Option("", "--replica-id", envvar="PHASER_REPLICA_ID",
+                                       help="Run as one replica of a group of routers: the replicas share the requests "
+                                            "topic's partitions (a consumer group; a dead replica's move to the others) and "
+                                            "each keeps every replica's decisions in its view. Letters, digits, . _ -; "
+                                            "'auto': this host's name (a container's, when compose scales the service)"),
+        routers: int = typer.Option(1, "--routers", envvar="PHASER_ROUTERS", min=1, max=64,
+                                    help="With --replica-id: the group's size (the requests topic gets a partition each)."),
+        feature_share: float = typer.Option(1.0, "--feature-share", envvar="PHASER_FEATURE_SHARE", min=0.0, max=1.0,
+                                            help="Share of assignments that carry the RL state for the trainer (the same "
+                                                 "requests on every replica); 1 = all. At 64 instances the state is 515 "
+                                                 "numbers a decision: publish it only as often as training needs."),
         time_scale: float = TimeScaleOpt,
         topic_prefix: str = TopicPrefixOpt,
         bootstrap: str = BootstrapOpt,
         metrics_port: int | None = MetricsPortOpt,
     ):
         """Run the router until Ctrl-C or SIGTERM. --profile may list one profile per instance (comma-separated)."""
+        import re
+
+        from phaser.errors import PhaserError
         from services.kafka import Topics
         from services.router import main
+
+        if replica_id == "auto":
+            import socket
+
+            replica_id = re.sub(r"[^A-Za-z0-9_.-]", "-", socket.gethostname())[:64] or "router"
+        if replica_id and not re.fullmatch(r"[A-Za-z0-9_.-]{1,64}", replica_id):
+            raise PhaserError(f"--replica-id {replica_id!r}: use 1-64 letters, digits, '.', '_' or '-'")
+        if routers > 1 and not replica_id:
+            raise PhaserError("--routers N needs --replica-id (each replica of the group has its own id)")
 
         swap = None if store is None else dict(
             store=store, canary_share=canary_share, rollback_threshold=rollback_threshold, min_samples=canary_min_samples,
             promote_after=canary_promote_after, explore=explore, freeze=freeze)
         main(bootstrap, policy, instances, [p.strip() for p in profile.split(",") if p.strip()], time_scale, seed,
              predictor, Topics(topic_prefix), swap, {"checkpoint": checkpoint} if checkpoint else None,
-             heartbeat_s=heartbeat_s, down_after_wall_s=down_after_s, metrics_port=metrics_port)
+             heartbeat_s=heartbeat_s, down_after_wall_s=down_after_s, metrics_port=metrics_port,
+             replica_id=replica_id, routers=routers, feature_share=feature_share)

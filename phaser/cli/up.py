@@ -69,6 +69,9 @@ def register(app: typer.Typer) -> None:
         worker_profile: str = typer.Option("", "--worker-profile", envvar="PHASER_WORKER_PROFILE",
                                            help="The profile the simulated workers really run (default --profile, which "
                                                 "is what the router and the twin are told), e.g. a100-llama3-8b@x1.6."),
+        routers: int = typer.Option(d.routers, "--routers", envvar="PHASER_ROUTERS", min=1, max=64,
+                                    help="Router replicas: one consumer group on requests (a dead replica's share moves "
+                                         "to the others), each keeping every replica's decisions in its view."),
         backend: str = BackendOpt,
         endpoint: list[str] = EndpointOpt,
         engine: str = typer.Option("", "--engine", envvar="PHASER_ENGINE",
@@ -111,7 +114,7 @@ def register(app: typer.Typer) -> None:
                        engine=engine or None, metrics_port=metrics_port,
                        metrics_sd=str(metrics_sd) if metrics_sd is not None else None, linger_s=linger,
                        load_delay_s=load_delay, start_policy=start_policy, twin=twin, twin_every_s=twin_every_s,
-                       twin_window=twin_window,
+                       twin_window=twin_window, routers=routers,
                        worker_profile=worker_profile or None)
         if metrics_sd is not None and metrics_port is None:
             from phaser.errors import PhaserError

@@ -17,6 +17,12 @@ decision duration, router wait) is observed by the shell loop.
   ``phaser_router_heartbeat_kv_used_tokens`` / ``_running`` / ``_waiting``
   (the last heartbeat: the truth the estimate is checked against),
   ``phaser_router_heartbeat_age_seconds`` (stack), ``phaser_router_instance_up``.
+* replicas (``phaser router --replica-id``): ``phaser_router_peer_assignments_total{peer}`` (peers'
+  decisions applied to the view), ``phaser_router_peer_lag_seconds`` (stack: a peer decision's age
+  when this replica read it — the staleness the simulator's ``replica_delay_s`` models),
+  ``phaser_router_peer_late_total`` (peer decisions read after their completion, not applied),
+  ``phaser_router_rebalances_total``, ``phaser_router_owned_partitions`` (of ``requests``),
+  ``phaser_router_dropped_total`` (queued requests handed back when their partition moved).
 """
 
 from __future__ import annotations
@@ -35,6 +41,8 @@ CORE_COUNTERS = {
     "failed": "Requests ended with status error after max attempts.",
     "not_served": "Completions seen with status rejected or error.",
     "waits": "Times the head of the router queue was held back (policy wait, no live instance).",
+    "peer_late": "Peer replicas' decisions read after the request completed (not applied to the view).",
+    "dropped": "Queued requests handed back when their requests partition moved to another replica.",
 }
 
 
@@ -91,10 +99,22 @@ class RouterMetrics:
                                              ("kind",))
         for k in ("canary", "promoted", "rolled_back", "refused"):
             self.policy_events.labels(k)
+        self.peer = metrics.counter("phaser_router_peer_assignments", "Peer replicas' decisions applied to the view.",
+                                    ("peer",))
+        self.peer_lag = metrics.histogram("phaser_router_peer_lag_seconds",
+                                          "Stack seconds from a peer replica's decision to this replica reading it.",
+                                          buckets=REQUEST_BUCKETS_S)
+        self.rebalances = metrics.counter("phaser_router_rebalances", "Times requests partitions moved away from this replica.")
+        self.owned = metrics.gauge("phaser_router_owned_partitions", "Partitions of requests this replica reads.")
         metrics.registry.register(_RouterCollector(core, clock))
         policy = getattr(core.policy, "name", None)
         if policy is not None and core.swap is None:  # the series exists from the start (rate() sees its first decision)
             self.decisions.labels(policy, str(int(getattr(core.policy, "version", 0))))
+
+    def on_peer(self, a, now: float) -> None:
+        """A peer replica's decision read (``RouterCore.on_peer_assignment``)."""
+        self.peer.labels(a.router or "-").inc()
+        self.peer_lag.observe(max(0.0, now - a.decided_s))
 
     def on_decisions(self, assignments, wall_s: float) -> None:
         if not assignments:

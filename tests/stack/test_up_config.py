@@ -44,3 +44,23 @@ def test_the_twin_is_told_the_router_s_profile_and_the_workers_run_the_real_one(
 def test_bad_up_options_are_refused_before_anything_starts(cfg, msg):
     with pytest.raises(PhaserError, match=msg):
         check_config(cfg)
+
+
+def test_router_replicas_get_their_own_ids_and_seeds():
+    cmds = child_commands(UpConfig(routers=3, seed=5), "127.0.0.1:9092", "")
+    routers = [n for n in cmds if n.startswith("router")]
+    assert routers == ["router-r0", "router-r1", "router-r2"]
+    assert [_opt(cmds[n], "--replica-id") for n in routers] == [["r0"], ["r1"], ["r2"]]
+    assert [_opt(cmds[n], "--seed") for n in routers] == [["5"], ["6"], ["7"]]  # randomized pickers do not herd in step
+    assert all(_opt(cmds[n], "--routers") == ["3"] for n in routers)
+    one = child_commands(UpConfig(), "127.0.0.1:9092", "")
+    assert "router" in one and "--replica-id" not in one["router"]
+
+
+def test_a_replica_without_an_id_or_with_a_bad_one_is_refused(capsys):
+    from phaser.cli.main import main
+
+    assert main(["router", "--routers", "2"]) == 2
+    assert "--routers N needs --replica-id" in capsys.readouterr().err
+    assert main(["router", "--replica-id", "a b"]) == 2
+    assert "--replica-id 'a b'" in capsys.readouterr().err
