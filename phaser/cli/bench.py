@@ -258,6 +258,47 @@ def register(app: typer.Typer) -> None:
             for p in latency_vs_load(agg, plot_dir, slo_ttft_p99=slo_ttft_p99, slo_tbt_p99=slo_tbt_p99):
                 out.print(f"wrote {p}")
 
+    @bench_app.command("router-throughput", epilog=policy_epilog())
+    def router_throughput(
+        policies: str = typer.Option("workload-aware", "--policies", help=policy_help("Comma-separated policy names")),
+        instances: int = typer.Option(64, "--instances", min=1, help="Instances the router routes to."),
+        requests: int = typer.Option(50_000, "--requests", min=100, help="Requests routed per measurement."),
+        replicas: str = typer.Option("1", "--replicas", help="Router processes in one group, comma-separated (e.g. 1,2,4)."),
+        feature_share: str = typer.Option("1", "--feature-share",
+                                          help="Share of assignments carrying the RL state, comma-separated (e.g. 1,0.01)."),
+        profile: str = typer.Option("a100-llama3-8b", "--profile", help="Latency profile of the instances."),
+        bootstrap: Optional[str] = typer.Option(None, "--bootstrap", envvar="PHASER_BOOTSTRAP",
+                                                help="A Kafka to measure on (default: an embedded tansu)."),
+        json_path: Optional[Path] = typer.Option(None, "--json", help="Write the results as JSON to PATH."),
+    ) -> None:
+        """Decisions per second of the router process end to end: consume requests, decide, produce assignments
+        acknowledged by the broker (services.router_bench)."""
+        from rich.console import Console
+        from rich.table import Table
+
+        from phaser.bench import runner
+        from services.router_bench import run
+
+        pols = runner.resolve_policies(policies)
+        try:
+            reps = [int(x) for x in replicas.split(",") if x.strip()]
+            shares = [float(x) for x in feature_share.split(",") if x.strip()]
+        except ValueError:
+            raise PhaserError(f"bad --replicas {replicas!r} or --feature-share {feature_share!r}: use e.g. 1,2,4 and 1,0.01") from None
+        if not reps or min(reps) < 1 or max(reps) > 16 or not shares or not all(0 <= x <= 1 for x in shares):
+            raise PhaserError("--replicas must be 1..16 and --feature-share in [0, 1]")
+        rows = [run(bootstrap, requests, instances, p, profile, replicas=r, feature_share=f)
+                for p in pols for r in reps for f in shares]
+        t = Table(title=f"router throughput, end to end ({requests:,} requests, {instances} instances)")
+        for c in ("policy", "replicas", "feature share", "route s", "decisions/s", "publish s"):
+            t.add_column(c, justify="left" if c == "policy" else "right")
+        for r in rows:
+            t.add_row(r["policy"], str(r["replicas"]), f"{r['feature_share']:g}", f"{r['route_s']:.2f}",
+                      f"{r['decisions_per_s']:,.0f}", f"{r['publish_s']:.2f}")
+        Console().print(t)
+        if json_path is not None:
+            json_path.write_text(json.dumps(rows, indent=1))
+
     @bench_app.command("router-latency", epilog=policy_epilog())
     def router_latency(
         policies: str = typer.Option("all", "--policies", envvar="PHASER_BENCH_POLICIES",
