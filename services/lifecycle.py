@@ -81,6 +81,19 @@ class Children:
         """Children that exited, with their exit codes."""
         return [(n, p.returncode) for n, p in self.procs.items() if p.poll() is not None]
 
+    def peak_rss_mb(self) -> dict[str, float]:
+        """Each running child's peak resident memory so far (``VmHWM``, MB; Linux)."""
+        out = {}
+        for name, p in self.procs.items():
+            try:
+                with open(f"/proc/{p.pid}/status") as f:
+                    for line in f:
+                        if line.startswith("VmHWM:"):
+                            out[name] = round(int(line.split()[1]) / 1024, 1)
+            except (OSError, ValueError, IndexError):
+                continue
+        return out
+
     def stop_all(self, grace_s: float = STOP_GRACE_S, ordered: bool = False) -> None:
         """SIGTERM every child, SIGKILL what is left after ``grace_s``. ``ordered``: one
         at a time in start order (``phaser up`` starts router, workers, trainer,

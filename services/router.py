@@ -137,6 +137,8 @@ class RouterCore:
     peer_late: int = 0  # peers' decisions read after the request had completed (not applied)
     peer_lag_s: float = 0.0  # the newest peer decision's age when read (stack seconds)
     peer_lag_max_s: float = 0.0
+    peer_lag_sum_s: float = 0.0  # over every peer decision read (revoked notices and late ones included)
+    peer_reads: int = 0
     peers: dict[str, float] = field(default_factory=dict)  # peer id -> stack time of its newest decision read
     dropped: int = 0  # queued requests handed back when their partition moved to another replica
     done: dict[str, None] = field(default_factory=dict)  # recently finished ids (``DONE_WINDOW``)
@@ -168,9 +170,11 @@ class RouterCore:
         rid = a.request.id
         self.mark_routed(rid)
         age = max(0.0, t - a.decided_s)
+        self.peer_reads += 1
         self.peers[a.router] = max(self.peers.get(a.router, a.decided_s), a.decided_s)
         self.peer_lag_s = age
         self.peer_lag_max_s = max(self.peer_lag_max_s, age)
+        self.peer_lag_sum_s += age
         where = self.view.instance_of(rid)
         if a.revoked:  # a peer re-routed it away from a.instance
             if where == a.instance:
@@ -652,9 +656,10 @@ def main(bootstrap: str, policy: str, n_instances: int, profiles: list[str], tim
     print(f"{who}: {core.routed} routed, {len(core.queue)} queued at exit, {core.duplicates} duplicate ids ignored",
           file=sys.stderr)
     if replica_id:
-        print(f"{who}: {core.peer_assignments} peer decisions applied (newest read {core.peer_lag_s:.3f} stack s old, "
-              f"max {core.peer_lag_max_s:.3f}), {core.peer_late} read after their completion, {core.dropped} handed "
-              f"back on a rebalance", file=sys.stderr)
+        mean = core.peer_lag_sum_s / core.peer_reads if core.peer_reads else 0.0
+        print(f"{who}: {core.peer_assignments} peer decisions applied, read {mean:.3f} stack s after they were made "
+              f"on average (max {core.peer_lag_max_s:.3f}), {core.peer_late} read after their completion, "
+              f"{core.dropped} handed back on a rebalance", file=sys.stderr)
     if core.health is not None and (core.health.went_down or core.rerouted or core.failed):
         print(f"router: failover: {core.health.went_down} instance(s) went down, {core.health.came_back} came back, "
               f"{core.rerouted} re-routed, {core.diverted} decisions diverted, {core.failed} failed (status error)",

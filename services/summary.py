@@ -147,6 +147,9 @@ def render(summary: dict, title: str = "phaser up"):
     counts.add_row("output tokens / stack s", num(summary["output_throughput_tps"], ",.1f"))
     counts.add_row(f"goodput (TTFT <= {slo['ttft_s'] * 1000:g} ms, TBT p99 <= {slo['tbt_p99_s'] * 1000:g} ms)",
                    "-" if summary["goodput"] is None else f"{summary['goodput']:.1%} ({num(summary['goodput_rps'], ',.2f')} req/s)")
+    rss = summary.get("peak_rss_mb") or {}
+    if rss:
+        counts.add_row("peak memory (MB)", ", ".join(f"{n} {v:,.0f}" for n, v in rss.items()))
     if summary.get("host_behind"):
         counts.add_row("[bold red]host behind[/]", f"this machine could not run the stack at its time scale "
                        f"(delivery p99 {num(summary['delivery_delay_p99_s'], '.2f')} stack s): latencies include that; "

@@ -399,6 +399,7 @@ def run_up(cfg: UpConfig, hook=None, capture: dict | None = None) -> dict:
             except KeyboardInterrupt:
                 interrupted = True
         summary = tally.summary()
+        summary["peak_rss_mb"] = children.peak_rss_mb()  # per process, before they stop
         summary["interrupted"] = interrupted
         summary["metrics"] = metrics_ports
         if capture is not None:  # for callers that need more than the summary (services.chaos)
