@@ -51,6 +51,7 @@ import asyncio
 import logging
 import math
 import sys
+import zlib
 from collections import deque
 from dataclasses import dataclass, field
 
@@ -84,8 +85,6 @@ DONE_WINDOW = 200_000
 def _sampled(request_id: str, share: float) -> bool:
     """Whether ``request_id``'s decision records features at ``share`` (a stable hash: every
     replica and every restart picks the same requests)."""
-    import zlib
-
     return zlib.crc32(request_id.encode()) % 10_000 < share * 10_000
 
 

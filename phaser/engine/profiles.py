@@ -212,15 +212,18 @@ class LatencyProfile:
     def kv_blocks_total(self) -> int:
         if self.kv_blocks > 0:
             return self.kv_blocks
-        kv = (self.gpu_mem_bytes * self.gpu_mem_util - self.weight_bytes - self.non_torch_bytes - self.activation_bytes
-              - self.cuda_graph_bytes)  # memory()["kv"], without building the dict: policies ask often
-        return max(0, int(kv // (self.kv_bytes_per_token * self.block_tokens)))
+        return max(0, int(self._kv_bytes() // (self.kv_bytes_per_token * self.block_tokens)))
+
+    def _kv_bytes(self) -> float:
+        """What vLLM leaves for the KV cache (the module docstring); may be negative."""
+        return (self.gpu_mem_bytes * self.gpu_mem_util - self.weight_bytes - self.non_torch_bytes
+                - self.activation_bytes - self.cuda_graph_bytes)
 
     def memory(self) -> dict[str, float]:
         """vLLM's memory budget in bytes: what the instance may use, each reservation,
         and what is left for the KV cache (the module docstring)."""
         usable = self.gpu_mem_bytes * self.gpu_mem_util
-        kv = usable - self.weight_bytes - self.non_torch_bytes - self.activation_bytes - self.cuda_graph_bytes
+        kv = self._kv_bytes()
         return {"usable": usable, "weights": float(self.weight_bytes), "non_torch": float(self.non_torch_bytes),
                 "activation": float(self.activation_bytes), "cuda_graphs": float(self.cuda_graph_bytes),
                 "kv": max(0.0, kv)}
