@@ -56,7 +56,9 @@ import heapq
 import math
 from collections import OrderedDict
 from dataclasses import dataclass, field
-from typing import TYPE_CHECKING, Sequence
+from typing import TYPE_CHECKING, NamedTuple, Sequence
+
+import numpy as np
 
 from phaser.engine.kv_cache import leading_run
 from phaser.types import N_BUCKETS
@@ -136,6 +138,8 @@ class InstanceView:
     _reqs: dict = field(default_factory=dict)
     _prefix: OrderedDict = field(default_factory=OrderedDict)
     _kv_cap: int = -1  # the profile's KV capacity, cached (-1: not yet; reset when the profile changes)
+    #: the view's ``arrays()`` row of this instance is stale (any change but the clock's)
+    _dirty: bool = True
 
     # ---------------------------------------------------------------- queries
     @property
@@ -177,28 +181,47 @@ class InstanceView:
     @property
     def earliest_completion_s(self) -> float:
         """Estimated stack-clock time of this instance's next completion (inf if idle)."""
-        reqs = self._reqs
         if self._n_dec:
-            fh = self._finish_heap
-            while fh:  # drop lazily-deleted tops (completed or re-estimated requests)
-                f, rid = fh[0]
-                r = reqs.get(rid)
-                if r is not None and r.decoding and r.finish == f:
-                    break
-                heapq.heappop(fh)
-            top = fh[0][0]
-            return self._t + max(0.0, top - self._D) * self._rate_step_s
+            return self._t + max(0.0, self._finish_top() - self._D) * self._rate_step_s
         if self.in_prefill:
-            ph = self._prefill_heap
-            while ph:
-                done, _, rid = ph[0]
-                r = reqs.get(rid)
-                if r is not None and not r.decoding and r.prefill_done == done:
-                    break
-                heapq.heappop(ph)
-            step = self.profile.decode_step_time(1, r.prompt)
-            return max(done, self._t) + max(1.0, r.pred) * step
+            done, tail = self._prefill_top()
+            return max(done, self._t) + tail
         return math.inf
+
+    def _finish_top(self) -> float:
+        """Decode-clock finish of the first decoding request to end (there is one)."""
+        fh, reqs = self._finish_heap, self._reqs
+        while fh:  # drop lazily-deleted tops (completed or re-estimated requests)
+            f, rid = fh[0]
+            r = reqs.get(rid)
+            if r is not None and r.decoding and r.finish == f:
+                break
+            heapq.heappop(fh)
+        return fh[0][0]
+
+    def _prefill_top(self) -> tuple[float, float]:
+        """(prefill end, then its predicted decode time alone) of the first request in prefill."""
+        ph, reqs = self._prefill_heap, self._reqs
+        while ph:
+            done, _, rid = ph[0]
+            r = reqs.get(rid)
+            if r is not None and not r.decoding and r.prefill_done == done:
+                break
+            heapq.heappop(ph)
+        return done, max(1.0, r.pred) * self.profile.decode_step_time(1, r.prompt)
+
+    def _row(self) -> tuple:
+        """This instance's column of ``ClusterView.arrays()`` (the order of ``ROW_FIELDS``)."""
+        prof = self.profile
+        n, rate = self._n_dec, self._rate_step_s
+        top = self._finish_top() if n else 0.0
+        done, tail = self._prefill_top() if (not n and self.in_prefill) else (-math.inf, 0.0)
+        fl, a, b, e = prof.floor_s, prof.a_s, prof.b_s, prof.e_s
+        lin0, lin1 = max(fl, a + b * n), max(fl, a + b * (n + 1))
+        return (self._t, self._D, n, rate, 1.0 / rate if n and rate > 0 else 0.0, self._prompt_dec, self._sum_d0,
+                self._sum_finish, self._pred_prefill, self._prompt_all, self._kv_offset, self.kv_capacity_tokens,
+                self._prefill_free_at, float(self.outstanding >= prof.max_num_seqs), top, done, tail,
+                fl, a, b, prof.c_s, prof.d_s, e, prof.g_s, lin0, a + b * n, lin1 - lin0, e * n)
 
     @property
     def step_time_s(self) -> float:
@@ -246,6 +269,7 @@ class InstanceView:
             self._run_clock(done)
             self._to_decode(r)
             self._recompute_rate()
+            self._dirty = True
         self._run_clock(t)
         self._fix_overdue()
 
@@ -272,12 +296,14 @@ class InstanceView:
             if r is None or not r.decoding or r.finish != f:
                 continue
             produced = self._D - r.d0
+            self._dirty = True
             r.finish = self._D + overdue_remaining(produced)
             self._sum_finish += r.finish - f
             heapq.heappush(fh, (r.finish, rid))
 
     def _assign(self, job: "Job", t: float, seq: int) -> None:
         self.advance(t)
+        self._dirty = True
         r = _Req(job.id, int(job.prompt_tokens), float(job.predicted_tokens), int(job.predicted_bucket), assigned=t)
         start = max(t, self._prefill_free_at)
         r.prefill_done = start + float(self.profile.prefill_time(r.prompt))
@@ -304,6 +330,7 @@ class InstanceView:
         r = self._reqs.pop(rid, None)
         if r is None:
             return False
+        self._dirty = True
         self.outstanding -= 1
         self.completed_total += 1
         lat = max(0.0, t - r.assigned)
@@ -328,6 +355,7 @@ class InstanceView:
 
     def _status(self, s: "InstanceStatus", t: float) -> None:
         self.advance(t)
+        self._dirty = True
         self.hb_ts_s = float(s.ts_s)
         self.hb_received_s = t
         unknown = s.unknown  # fields a real engine does not report: keep our own estimate
@@ -354,6 +382,7 @@ class ClusterView:
         self.router_queue_len: int = 0
         self._seq = 0
         self._where: dict[str, int] = {}
+        self._rows = None  # ``arrays()``: one column per instance, one row per ROW_FIELDS
 
     def __len__(self) -> int:
         return len(self.instances)
@@ -366,6 +395,21 @@ class ClusterView:
         for inst, p in zip(self.instances, profiles):
             inst.profile = p
             inst._kv_cap = -1
+            inst._dirty = True
+
+    def arrays(self) -> "ViewArrays":
+        """Every instance's state as arrays, for vectorised policies (``phaser.policies.mixing``):
+        rows are rebuilt only for instances that changed since the last call (the clock's
+        movement is extrapolated by ``ViewArrays.at``, not rebuilt)."""
+        if self._rows is None:
+            self._rows = np.empty((len(ROW_FIELDS), len(self.instances)))
+            self._arrays = ViewArrays(self._rows)
+        m = self._rows
+        for inst in self.instances:
+            if inst._dirty:
+                m[:, inst.index] = inst._row()
+                inst._dirty = False
+        return self._arrays
 
     def advance_to(self, t: float) -> None:
         """Set the view's clock (monotone) and bring every instance's estimates to it."""
@@ -398,3 +442,47 @@ class ClusterView:
     @property
     def outstanding(self) -> int:
         return len(self._where)
+
+
+#: the rows of ``ClusterView.arrays()``: the state an instance's properties are computed
+#: from, at its own clock ``t0`` (decode clock ``D0``; ``inv_rate`` decode iterations per
+#: second while it decodes, else 0), its profile's coefficients, and the parts of the
+#: iteration-time model that only change with the decoding count ``n``:
+#: ``lin0 = max(floor, a + b·n)``, ``bn = a + b·n``, ``dlin = max(floor, a + b·(n+1)) − lin0``, ``en = e·n``
+ROW_FIELDS = ("t0", "D0", "n", "rate", "inv_rate", "prompt_dec", "sum_d0", "sum_finish", "pred_prefill",
+              "prompt_all", "kv_offset", "cap", "prefill_free_at", "full", "top", "pf_done", "pf_tail",
+              "floor", "a", "b", "c", "d", "e", "g", "lin0", "bn", "dlin", "en")
+
+
+class ViewArrays:
+    """``ClusterView.arrays()``: one array per ``ROW_FIELDS`` name (``.n``, ``.floor`` ...),
+    one element per instance (views of one matrix the ``ClusterView`` keeps current);
+    ``at(now)`` gives the time-dependent estimates."""
+
+    def __init__(self, m):
+        for k, name in enumerate(ROW_FIELDS):
+            setattr(self, name, m[k])
+
+    def at(self, now: float):
+        """The instance properties at ``now``, vectorised (the same formulas as ``InstanceView``'s
+        properties, the decode clock moved on from each row's ``t0``): a namespace of arrays
+        ``decode_kv_tokens``, ``decode_tokens_left``, ``free_kv_tokens``, ``prefill_backlog_s``
+        and ``to_completion_s`` (earliest completion − now; 0 when idle)."""
+        mx, mn = np.maximum, np.minimum
+        n = self.n
+        D = self.D0 + (now - self.t0) * self.inv_rate
+        nD = n * D
+        kv = self.prompt_dec + mx(0.0, nD - self.sum_d0)
+        cap = self.cap
+        return _At(kv, mx(0.0, self.sum_finish - nD) + self.pred_prefill,
+                   mn(cap, mx(0.0, cap - (self.prompt_all - self.prompt_dec + kv) - self.kv_offset)),
+                   mx(0.0, self.prefill_free_at - now),
+                   np.where(n > 0, mx(0.0, self.top - D) * self.rate, mx(0.0, self.pf_done - now) + self.pf_tail))
+
+
+class _At(NamedTuple):
+    decode_kv_tokens: "np.ndarray"
+    decode_tokens_left: "np.ndarray"
+    free_kv_tokens: "np.ndarray"
+    prefill_backlog_s: "np.ndarray"
+    to_completion_s: "np.ndarray"

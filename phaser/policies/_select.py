@@ -41,5 +41,23 @@ class RotatingArg:
         self._start = (best + 1) % n
         return best
 
+    def argmin_array(self, values) -> int:
+        """``argmin`` of a numpy array (every instance allowed), without a Python loop: the
+        same pick and ``last_ties`` as ``argmin`` -- the first of the equal minima at or
+        after the rotating start."""
+        import numpy as np
+
+        n = len(values)
+        if n == 0:
+            raise ValueError("no allowed instance")
+        ties = np.flatnonzero(values == values.min())
+        s = self._start
+        k = int(np.searchsorted(ties, s))
+        order = np.concatenate((ties[k:], ties[:k])) if k else ties
+        best = int(order[0])
+        self.last_ties = order.tolist()
+        self._start = (best + 1) % n
+        return best
+
     def argmax(self, values: Sequence[float], allowed: Callable[[int], bool] | None = None) -> int:
         return self.argmin([-v for v in values], allowed)

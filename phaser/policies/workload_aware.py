@@ -8,7 +8,7 @@ from __future__ import annotations
 from phaser.errors import PhaserError
 from phaser.policies._select import RotatingArg
 from phaser.policies.base import register
-from phaser.policies.mixing import ALPHA, EPS_S, penalties
+from phaser.policies.mixing import ALPHA, EPS_S, penalty_array
 
 
 class WorkloadAware:
@@ -24,7 +24,7 @@ class WorkloadAware:
         self._pick = RotatingArg()
 
     def decide(self, job, view) -> int:
-        return self._pick.argmin(penalties(job, view, self.alpha, self.eps))
+        return self._pick.argmin_array(penalty_array(job, view, self.alpha, self.eps))
 
     @property
     def ties(self) -> list[int]:

@@ -109,7 +109,7 @@ def test_mixing_prefill_impact_counts_stall_on_decoders_above_eps():
     assert prefill_impact(big, busy, 1.0) == pytest.approx(0.5 + 5 * 0.495)
     assert prefill_impact(big, idle, 1.0) == pytest.approx(0.5)
     tiny = job(98, prompt=5)  # 5 + 5 tokens stay under the 10 ms floor: no stall counted
-    assert prefill_impact(tiny, busy, 1.0) == pytest.approx(0.005)
+    assert prefill_impact(tiny, busy, 1.0) == pytest.approx(0.01)  # its own prefill: one 10 ms step
 
 
 def test_mixing_decode_impact_grows_with_requests_there():
@@ -120,17 +120,14 @@ def test_mixing_decode_impact_grows_with_requests_there():
     # fake profile has a constant step time: decode impact = own decode only, equal
     assert decode_impact(j, v.instances[0], 1.0) == pytest.approx(decode_impact(j, v.instances[1], 1.0))
 
-    class Growing(FakeProfile):
-        def decode_step_time(self, batch, kv_tokens):
-            return 0.01 + 0.001 * batch
-
-    g = ClusterView([Growing(), Growing()])
+    # every decode step 10 ms + 1 ms per request
+    g = ClusterView([FakeProfile(step_s=0.0, a_s=0.01), FakeProfile(step_s=0.0, a_s=0.01)])
     load(g, 0, *[job(k, prompt=10, pred=1000) for k in range(5)])
     g.advance_to(1.0)
     # own: 100 * 16 ms; inflicted: 1 ms * min(tokens left, 5 * 100)
     assert decode_impact(j, g.instances[0], 1.0) == pytest.approx(100 * 0.016 + 0.001 * 500)
     assert decode_impact(j, g.instances[1], 1.0) == pytest.approx(100 * 0.011)
-    assert penalties(j, g) == [mixing_penalty(j, i, 1.0) for i in g.instances]
+    assert penalties(j, g) == pytest.approx([mixing_penalty(j, i, 1.0) for i in g.instances], rel=1e-12)
 
 
 def test_workload_aware_keeps_long_prompt_away_from_decoders():
