@@ -60,6 +60,7 @@ from typing import TYPE_CHECKING, NamedTuple, Sequence
 
 import numpy as np
 
+from phaser.cluster.columns import ROW_FIELDS, empty_states, states_at
 from phaser.engine.kv_cache import leading_run
 from phaser.types import N_BUCKETS
 
@@ -138,8 +139,8 @@ class InstanceView:
     _reqs: dict = field(default_factory=dict)
     _prefix: OrderedDict = field(default_factory=OrderedDict)
     _kv_cap: int = -1  # the profile's KV capacity, cached (-1: not yet; reset when the profile changes)
-    #: the view's ``arrays()`` row of this instance is stale (any change but the clock's)
-    _dirty: bool = True
+    #: the view's set of instances whose ``arrays()`` column is stale (any change but the clock's)
+    _stale: set | None = None
 
     # ---------------------------------------------------------------- queries
     @property
@@ -242,6 +243,10 @@ class InstanceView:
         return leading_run(prefix_ids, self._prefix)
 
     # ---------------------------------------------------------------- updates
+    def _touch(self) -> None:
+        if self._stale is not None:
+            self._stale.add(self.index)
+
     def _recompute_rate(self) -> None:
         if self._n_dec:
             batch = min(self._n_dec, int(getattr(self.profile, "max_num_seqs", self._n_dec) or self._n_dec))
@@ -269,7 +274,7 @@ class InstanceView:
             self._run_clock(done)
             self._to_decode(r)
             self._recompute_rate()
-            self._dirty = True
+            self._touch()
         self._run_clock(t)
         self._fix_overdue()
 
@@ -296,14 +301,14 @@ class InstanceView:
             if r is None or not r.decoding or r.finish != f:
                 continue
             produced = self._D - r.d0
-            self._dirty = True
+            self._touch()
             r.finish = self._D + overdue_remaining(produced)
             self._sum_finish += r.finish - f
             heapq.heappush(fh, (r.finish, rid))
 
     def _assign(self, job: "Job", t: float, seq: int) -> None:
         self.advance(t)
-        self._dirty = True
+        self._touch()
         r = _Req(job.id, int(job.prompt_tokens), float(job.predicted_tokens), int(job.predicted_bucket), assigned=t)
         start = max(t, self._prefill_free_at)
         r.prefill_done = start + float(self.profile.prefill_time(r.prompt))
@@ -330,7 +335,7 @@ class InstanceView:
         r = self._reqs.pop(rid, None)
         if r is None:
             return False
-        self._dirty = True
+        self._touch()
         self.outstanding -= 1
         self.completed_total += 1
         lat = max(0.0, t - r.assigned)
@@ -355,7 +360,7 @@ class InstanceView:
 
     def _status(self, s: "InstanceStatus", t: float) -> None:
         self.advance(t)
-        self._dirty = True
+        self._touch()
         self.hb_ts_s = float(s.ts_s)
         self.hb_received_s = t
         unknown = s.unknown  # fields a real engine does not report: keep our own estimate
@@ -383,6 +388,9 @@ class ClusterView:
         self._seq = 0
         self._where: dict[str, int] = {}
         self._rows = None  # ``arrays()``: one column per instance, one row per ROW_FIELDS
+        self._stale = set(range(len(self.instances)))  # columns to rebuild at the next ``arrays()``
+        for inst in self.instances:
+            inst._stale = self._stale
 
     def __len__(self) -> int:
         return len(self.instances)
@@ -395,7 +403,7 @@ class ClusterView:
         for inst, p in zip(self.instances, profiles):
             inst.profile = p
             inst._kv_cap = -1
-            inst._dirty = True
+            inst._touch()
 
     def arrays(self) -> "ViewArrays":
         """Every instance's state as arrays, for vectorised policies (``phaser.policies.mixing``):
@@ -404,11 +412,12 @@ class ClusterView:
         if self._rows is None:
             self._rows = np.empty((len(ROW_FIELDS), len(self.instances)))
             self._arrays = ViewArrays(self._rows)
-        m = self._rows
-        for inst in self.instances:
-            if inst._dirty:
-                m[:, inst.index] = inst._row()
-                inst._dirty = False
+        m, stale = self._rows, self._stale
+        if stale:
+            insts = self.instances
+            for k in stale:
+                m[:, k] = insts[k]._row()
+            stale.clear()
         return self._arrays
 
     def advance_to(self, t: float) -> None:
@@ -444,40 +453,21 @@ class ClusterView:
         return len(self._where)
 
 
-#: the rows of ``ClusterView.arrays()``: the state an instance's properties are computed
-#: from, at its own clock ``t0`` (decode clock ``D0``; ``inv_rate`` decode iterations per
-#: second while it decodes, else 0), its profile's coefficients, and the parts of the
-#: iteration-time model that only change with the decoding count ``n``:
-#: ``lin0 = max(floor, a + b·n)``, ``bn = a + b·n``, ``dlin = max(floor, a + b·(n+1)) − lin0``, ``en = e·n``
-ROW_FIELDS = ("t0", "D0", "n", "rate", "inv_rate", "prompt_dec", "sum_d0", "sum_finish", "pred_prefill",
-              "prompt_all", "kv_offset", "cap", "prefill_free_at", "full", "top", "pf_done", "pf_tail",
-              "floor", "a", "b", "c", "d", "e", "g", "lin0", "bn", "dlin", "en")
-
-
 class ViewArrays:
     """``ClusterView.arrays()``: one array per ``ROW_FIELDS`` name (``.n``, ``.floor`` ...),
-    one element per instance (views of one matrix the ``ClusterView`` keeps current);
-    ``at(now)`` gives the time-dependent estimates."""
+    one element per instance (views of one matrix ``m`` the ``ClusterView`` keeps current;
+    the layout is ``phaser.cluster.columns``); ``at(now)`` gives the time-dependent estimates."""
 
     def __init__(self, m):
+        self.m = m
         for k, name in enumerate(ROW_FIELDS):
             setattr(self, name, m[k])
 
     def at(self, now: float):
-        """The instance properties at ``now``, vectorised (the same formulas as ``InstanceView``'s
-        properties, the decode clock moved on from each row's ``t0``): a namespace of arrays
-        ``decode_kv_tokens``, ``decode_tokens_left``, ``free_kv_tokens``, ``prefill_backlog_s``
-        and ``to_completion_s`` (earliest completion − now; 0 when idle)."""
-        mx, mn = np.maximum, np.minimum
-        n = self.n
-        D = self.D0 + (now - self.t0) * self.inv_rate
-        nD = n * D
-        kv = self.prompt_dec + mx(0.0, nD - self.sum_d0)
-        cap = self.cap
-        return _At(kv, mx(0.0, self.sum_finish - nD) + self.pred_prefill,
-                   mn(cap, mx(0.0, cap - (self.prompt_all - self.prompt_dec + kv) - self.kv_offset)),
-                   mx(0.0, self.prefill_free_at - now),
-                   np.where(n > 0, mx(0.0, self.top - D) * self.rate, mx(0.0, self.pf_done - now) + self.pf_tail))
+        """The instance properties at ``now`` (``columns.state_at`` for every column): a
+        namespace of arrays ``decode_kv_tokens``, ``decode_tokens_left``, ``free_kv_tokens``,
+        ``prefill_backlog_s`` and ``to_completion_s`` (earliest completion − now; 0 when idle)."""
+        return _At(*states_at(self.m, float(now), empty_states(self.m.shape[1])))
 
 
 class _At(NamedTuple):

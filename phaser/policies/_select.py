@@ -9,16 +9,50 @@ from __future__ import annotations
 
 from typing import Callable, Sequence
 
+from numba import njit
+
+
+@njit(cache=True)
+def _rotating_argmin(values, start):
+    """The first of the equal minima of ``values`` at or after ``start``, cyclically."""
+    n = values.shape[0]
+    best = values[0]
+    for i in range(1, n):
+        if values[i] < best:
+            best = values[i]
+    for k in range(n):
+        i = (start + k) % n
+        if values[i] == best:
+            return i
+    return start  # only NaN values: none equals their minimum; keep the rotation moving
+
 
 class RotatingArg:
     """argmin over instances with rotating tie-break; deterministic, no RNG."""
 
-    __slots__ = ("_start", "last_ties")
+    __slots__ = ("_start", "_ties", "_lazy")
 
     def __init__(self) -> None:
         self._start = 0
-        #: the allowed instances that shared the best value at the last call (the pick among them)
-        self.last_ties: list[int] = []
+        self._ties: list[int] = []
+        self._lazy = None  # (values, start) of the last ``argmin_array``: its ties, found when asked
+
+    @property
+    def last_ties(self) -> list[int]:
+        """The allowed instances that shared the best value at the last call (the pick among them)."""
+        if self._lazy is not None:
+            import numpy as np
+
+            values, s = self._lazy
+            ties = np.flatnonzero(values == values.min())
+            k = int(np.searchsorted(ties, s))
+            self._ties = (np.concatenate((ties[k:], ties[:k])) if k else ties).tolist()
+            self._lazy = None
+        return self._ties
+
+    @last_ties.setter
+    def last_ties(self, ties: list[int]) -> None:
+        self._ties, self._lazy = ties, None
 
     def argmin(self, values: Sequence[float], allowed: Callable[[int], bool] | None = None) -> int:
         n = len(values)
@@ -42,20 +76,15 @@ class RotatingArg:
         return best
 
     def argmin_array(self, values) -> int:
-        """``argmin`` of a numpy array (every instance allowed), without a Python loop: the
-        same pick and ``last_ties`` as ``argmin`` -- the first of the equal minima at or
-        after the rotating start."""
-        import numpy as np
-
+        """``argmin`` of a numpy float array (every instance allowed), compiled: the same pick
+        and ``last_ties`` as ``argmin`` -- the first of the equal minima at or after the
+        rotating start (the tie set is computed only if ``last_ties`` is read)."""
         n = len(values)
         if n == 0:
             raise ValueError("no allowed instance")
-        ties = np.flatnonzero(values == values.min())
         s = self._start
-        k = int(np.searchsorted(ties, s))
-        order = np.concatenate((ties[k:], ties[:k])) if k else ties
-        best = int(order[0])
-        self.last_ties = order.tolist()
+        best = int(_rotating_argmin(values, s))
+        self._lazy = (values, s)
         self._start = (best + 1) % n
         return best
 

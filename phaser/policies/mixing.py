@@ -44,6 +44,10 @@ from __future__ import annotations
 
 from typing import TYPE_CHECKING
 
+from numba import njit
+
+from phaser.cluster.columns import A, B, BN, C, D, DLIN, E, EN, FLOOR, FULL, G, LIN0, N, state_at
+
 if TYPE_CHECKING:  # pragma: no cover
     from phaser.cluster.view import ClusterView, InstanceView, ViewArrays
     from phaser.types import Job
@@ -54,29 +58,47 @@ ALPHA = 0.5
 EPS_S = 0.005
 
 
+@njit(cache=True)
+def _score(m, now, p, o, eps, alpha, pf, dc, pen):
+    """The formulas of the module docstring for every column of ``m`` (``ClusterView.arrays()``,
+    layout ``phaser.cluster.columns``), into ``pf`` (prefill impact), ``dc`` (decode impact)
+    and ``pen`` (α·pf + (1−α)·dc): one compiled loop over the instances."""
+    half_pp, half_o = p * p / 2.0, o / 2.0
+    for k in range(m.shape[1]):
+        kv, left, free, backlog, to_done = state_at(m, k, now)
+        fl, n, lin0 = m[FLOOR, k], m[N, k], m[LIN0, k]
+        # the iteration-time model t = max(floor, a + b·tokens) + c·work + d·kv + e·decoding + g·chunks;
+        # a plain decode step now is lin0 + d·kv + e·n, and kv cancels in both differences
+        cw_g = m[C, k] * half_pp + m[G, k]
+        bp = m[B, k] * p
+        own = backlog + max(fl, m[A, k] + bp) + cw_g  # backlog + prefill_time(p)
+        stall = max(fl, m[BN, k] + bp) + cw_g - lin0
+        prefill = own + (n * stall if stall > eps else 0.0)  # n = 0: nothing to inflict
+        step0 = lin0 + m[D, k] * kv + m[EN, k]
+        delta = m[DLIN, k] + m[D, k] * (p + half_o) + m[E, k]  # step(n+1, kv + p + o/2) − step0
+        decode = o * (step0 + delta) + max(0.0, delta) * min(left, n * o)
+        if m[FULL, k] > 0 or free < p + o:  # it cannot start now: it waits for the earliest completion
+            decode += to_done
+        pf[k], dc[k] = prefill, decode
+        pen[k] = alpha * prefill + (1.0 - alpha) * decode
+
+
+def _scores(job: "Job", arrays: "ViewArrays", now: float, eps: float, alpha: float):
+    import numpy as np
+
+    k = arrays.m.shape[1]
+    pf, dc, pen = np.empty(k), np.empty(k), np.empty(k)
+    _score(arrays.m, float(now), float(job.prompt_tokens), max(1.0, float(job.predicted_tokens)), float(eps),
+           float(alpha), pf, dc, pen)
+    return pf, dc, pen
+
+
 def impacts(job: "Job", arrays: "ViewArrays", now: float, eps: float = EPS_S):
     """(prefill impact, decode impact) of ``job`` on every instance, in seconds: two numpy
     arrays computed from ``ClusterView.arrays()`` at ``now`` (the formulas of the module
-    docstring, vectorised: one pass over the instances, no Python loop)."""
-    import numpy as np
-
-    mx = np.maximum
-    st = arrays.at(now)
-    fl, n, lin0 = arrays.floor, arrays.n, arrays.lin0
-    p = float(job.prompt_tokens)
-    o = max(1.0, float(job.predicted_tokens))
-    # the iteration-time model t = max(floor, a + b·tokens) + c·work + d·kv + e·decoding + g·chunks;
-    # a plain decode step now is lin0 + d·kv + e·n (``ROW_FIELDS``), and kv cancels in both differences
-    cw_g = arrays.c * (p * p / 2.0) + arrays.g
-    bp = arrays.b * p
-    own = st.prefill_backlog_s + mx(fl, arrays.a + bp) + cw_g  # backlog + prefill_time(p)
-    stall = mx(fl, arrays.bn + bp) + cw_g - lin0
-    prefill = own + np.where(stall > eps, n * stall, 0.0)  # n = 0: nothing to inflict
-    step0 = lin0 + arrays.d * st.decode_kv_tokens + arrays.en
-    delta = arrays.dlin + arrays.d * (p + o / 2.0) + arrays.e  # step(n+1, kv + p + o/2) − step0
-    decode = o * (step0 + delta) + mx(0.0, delta) * np.minimum(st.decode_tokens_left, n * o)
-    blocked = (arrays.full > 0) | (st.free_kv_tokens < p + o)
-    return prefill, decode + np.where(blocked, st.to_completion_s, 0.0)
+    docstring, one compiled pass over the instances)."""
+    pf, dc, _ = _scores(job, arrays, now, eps, ALPHA)
+    return pf, dc
 
 
 def _one(job: "Job", inst: "InstanceView", now: float, eps: float):
@@ -111,10 +133,23 @@ def mixing_penalty(job: "Job", inst: "InstanceView", now: float, alpha: float = 
 
 def penalty_array(job: "Job", view: "ClusterView", alpha: float = ALPHA, eps: float = EPS_S):
     """The mixing penalty of ``job`` on every instance of ``view`` (at ``view.now``), a numpy array."""
-    pf, dc = impacts(job, view.arrays(), view.now, eps)
-    return alpha * pf + (1.0 - alpha) * dc
+    return _scores(job, view.arrays(), view.now, eps, alpha)[2]
 
 
 def penalties(job: "Job", view: "ClusterView", alpha: float = ALPHA, eps: float = EPS_S) -> list[float]:
     """``penalty_array`` as a list of floats."""
     return penalty_array(job, view, alpha, eps).tolist()
+
+
+def warm() -> None:
+    """Compile the scoring kernels now (or load them from numba's cache: about half a second
+    the first time in a process), so that the first decision does not pay for it."""
+    import numpy as np
+
+    from phaser.cluster.columns import ROW_FIELDS, empty_states, states_at
+    from phaser.policies._select import _rotating_argmin
+
+    m, out = np.zeros((len(ROW_FIELDS), 1)), np.zeros(1)
+    _score(m, 0.0, 1.0, 1.0, EPS_S, ALPHA, out, out.copy(), out.copy())
+    states_at(m, 0.0, empty_states(1))
+    _rotating_argmin(out, 0)
