@@ -59,6 +59,7 @@ import protos
 from phaser.cluster.health import DOWN_FLOOR_WALL_S, Health, down_after
 from phaser.errors import PhaserError
 from phaser.policies._select import RotatingArg
+from phaser.policies.mixing import warm as warm_scorers
 from phaser.types import Job
 from services.clock import StackClock
 from services.lifecycle import mark_ready
@@ -507,6 +508,7 @@ async def run_router(bootstrap: str, core: RouterCore, clock: StackClock, topics
                                   f"no requests partition in {JOIN_TIMEOUT_S:g}s (more replicas than partitions?)")
             await asyncio.sleep(0.05)
     await warm_producer(producer, topics, ("assignments", "completions", "dead-letters"))
+    warm_scorers()  # the compiled scorers, before the first decision rather than in it
     if core.health is not None:
         core.health.started_s = clock.now()  # silence counts from when the router listens
     mark_ready(f"router-{core.router_id}" if core.router_id else "router")
@@ -578,8 +580,7 @@ async def run_router(bootstrap: str, core: RouterCore, clock: StackClock, topics
             t_dec = time.perf_counter()
             decided = core.decide(now)
             rm.on_decisions(decided, time.perf_counter() - t_dec)
-            for a in decided:
-                await pub.send("assignments", a, partition=a.instance, key=a.request.id.encode())
+            await pub.send_many("assignments", [(a, a.instance, a.request.id.encode()) for a in decided])
             for topic, msg in core.take_outbox():  # fence notices, error completions
                 if topic == "assignments":
                     await pub.send(topic, msg, partition=msg.instance, key=msg.request.id.encode())

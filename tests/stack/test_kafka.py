@@ -89,3 +89,44 @@ async def test_broker_schema_refusal_is_dead_lettered_by_the_producer(schema_bro
     finally:
         await stop_consumer(dlc)
         await prod.stop()
+
+
+async def test_send_many_batches_per_partition_in_order_and_refuses_oversized(bare_broker):
+    """The router's batched path: one producer batch per partition, every record there in
+    order, one too large for the record limit dead-lettered (the others still sent)."""
+    from services.kafka import MAX_RECORD_BYTES
+
+    t = _prefix()
+    await ensure_topics(bare_broker.bootstrap, 3, t)  # `assignments`: 3 partitions
+    prod = make_producer(bare_broker.bootstrap)
+    await prod.start()
+    pub = Publisher(prod, t, source="test")
+    reqs = [protos.Request(id=f"r{k}", arrival_s=1.0, prompt_tokens=3, output_tokens=2, prompt_text="y" * 200)
+            for k in range(3000)]  # ~250 kB per partition: more than one producer batch each
+    huge = protos.Request(id="huge", arrival_s=1.0, prompt_tokens=3, output_tokens=2, prompt_text="x" * 64)
+    def assign(r, i):
+        return protos.Assignment(request=r, instance=i, policy="p", policy_version=0, decided_s=1.0, router_wait_s=0.0,
+                                 predicted_tokens=1.0, predicted_bucket=0, action=-1)
+
+    huge_a = assign(huge, 1)
+    recs = [(assign(r, k % 3), k % 3, r.id.encode()) for k, r in enumerate(reqs)]
+    # every valid message fits the record limit by its bounds; one built without validation
+    # (``model_construct``, as services do for their own output) may not
+    big = protos.Assignment.model_construct(**{**dict(huge_a), "features": [0.5] * 300_000})
+    assert len(protos.encode(big)) > MAX_RECORD_BYTES
+    recs.insert(1500, (big, 1, b"big"))
+    await pub.send_many("assignments", recs)
+    await pub.flush()
+    assert pub.refused == 1 and pub.sent == 3000 + 1  # + the dead letter
+    c = await start_consumer(bare_broker.bootstrap, [(t.name("assignments"), p) for p in range(3)], group_id=None)
+    dlc = await start_consumer(bare_broker.bootstrap, [(t.name("dead-letters"), 0)], group_id=None)
+    try:
+        got = await _drain(c, pub, 3000)
+        by_part = {p: [m.msg.request.id for m in got if m.partition == p] for p in range(3)}
+        assert by_part == {p: [f"r{k}" for k in range(p, 3000, 3)] for p in range(3)}
+        dls = await _drain(dlc, pub, 1)
+        assert len(dls) == 1 and "exceeds" in dls[0].msg.reason and dls[0].msg.partition == 1
+    finally:
+        await stop_consumer(c)
+        await stop_consumer(dlc)
+        await prod.stop()
