@@ -5,7 +5,13 @@
 paper-mix draw) are published as fast as one producer goes. The clock runs from the first
 publish to the moment a separate consumer has read back an assignment for every request, so
 the figure is consume → decide → produce → acknowledged, not the policy alone (``phaser bench
-router-latency`` times that); ``publish_s`` says how long the producer itself took. No workers
+router-latency`` times that); ``publish_s`` says how long the producer itself took.
+
+With ``backlog`` the requests are all published *before* the routers start, and the clock runs
+from the moment every router is ready to the last assignment read back: the routers drain a
+full ``requests`` log as fast as they go, with no producer competing for the cores (Kafka's own
+``kafka-consumer-perf-test`` measures a consumer this way). Without it, routers keep up with a
+producer publishing as fast as it can, on the same cores. No workers
 run: the views only grow, as they would at that many outstanding requests. Every process —
 broker, routers, producer, reader — shares this machine's cores, so replicas show how far
 they scale *here*, not elsewhere.
@@ -59,7 +65,7 @@ async def _wait_assigned(bootstrap: str, topics, instances: int, want: int, dead
 
 
 def run(bootstrap: str | None, requests: int, instances: int, policy: str, profile: str, replicas: int = 1,
-        feature_share: float = 1.0, deadline_s: float = 600.0) -> dict:
+        feature_share: float = 1.0, deadline_s: float = 600.0, backlog: bool = False) -> dict:
     """One measurement (see the module docstring); starts an embedded broker when ``bootstrap`` is None."""
     from load_generator.registry import load_workload
     from services.broker import EmbeddedBroker, free_port
@@ -73,15 +79,24 @@ def run(bootstrap: str | None, requests: int, instances: int, policy: str, profi
     try:
         reqs = list(load_workload("paper-mix", n=requests, rate=1000.0, seed=0))
         asyncio.run(ensure_topics(bootstrap, instances, topics, routers=replicas))
-        procs = _start_routers(bootstrap, topics, instances, policy, profile, replicas, feature_share)
-        try:
-            t0 = time.perf_counter()
-            pub_s, t1 = asyncio.run(_publish_and_wait(bootstrap, topics, reqs, instances, deadline_s))
-        finally:
-            _stop(procs)
+        if backlog:
+            pub_s = asyncio.run(_publish_all(bootstrap, topics, reqs))
+            procs, t0 = _start_routers(bootstrap, topics, instances, policy, profile, replicas, feature_share, settle=False)
+            try:
+                t1 = asyncio.run(_wait_assigned(bootstrap, topics, instances, len(reqs), deadline_s))
+            finally:
+                _stop(procs)
+        else:
+            procs, _ = _start_routers(bootstrap, topics, instances, policy, profile, replicas, feature_share)
+            try:
+                t0 = time.perf_counter()
+                pub_s, t1 = asyncio.run(_publish_and_wait(bootstrap, topics, reqs, instances, deadline_s))
+            finally:
+                _stop(procs)
         el = t1 - t0
         return {"requests": requests, "instances": instances, "policy": policy, "replicas": replicas,
-                "feature_share": feature_share, "broker": "embedded tansu" if broker else bootstrap,
+                "mode": "backlog" if backlog else "live", "feature_share": feature_share,
+                "broker": "embedded tansu" if broker else bootstrap,
                 "publish_s": round(pub_s, 3), "route_s": round(el, 3), "decisions_per_s": round(requests / el, 1),
                 "cpus": os.cpu_count()}
     finally:
@@ -95,9 +110,11 @@ async def _publish_and_wait(bootstrap, topics, reqs, instances, deadline_s) -> t
     return pub_s, await waiter
 
 
-def _start_routers(bootstrap, topics, instances, policy, profile, replicas, feature_share) -> list:
+def _start_routers(bootstrap, topics, instances, policy, profile, replicas, feature_share, settle: bool = True):
     """``replicas`` router processes (``phaser router``; with more than one, the group of
-    ``phaser up --routers``), returned once every one is ready (in a group: owns a share)."""
+    ``phaser up --routers``), returned once every one is ready (in a group: owns a share), with
+    the ``time.perf_counter()`` at which the last became ready. ``settle``: then wait a second
+    more, for a group's first partition moves."""
     import tempfile
     from pathlib import Path
 
@@ -118,9 +135,11 @@ def _start_routers(bootstrap, topics, instances, policy, profile, replicas, feat
         if time.monotonic() > t_end or any(p.poll() is not None for p in procs):
             _stop(procs)
             raise RuntimeError("the router processes did not start")
-        time.sleep(0.05)
-    time.sleep(1.0)  # a group settles: the first replica's early share moves when the last joins
-    return procs
+        time.sleep(0.01)
+    t_ready = time.perf_counter()
+    if settle:
+        time.sleep(1.0)  # a group settles: the first replica's early share moves when the last joins
+    return procs, t_ready
 
 
 def _stop(procs) -> None:

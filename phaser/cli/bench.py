@@ -269,6 +269,9 @@ def register(app: typer.Typer) -> None:
         profile: str = typer.Option("a100-llama3-8b", "--profile", help="Latency profile of the instances."),
         bootstrap: Optional[str] = typer.Option(None, "--bootstrap", envvar="PHASER_BOOTSTRAP",
                                                 help="A Kafka to measure on (default: an embedded tansu)."),
+        backlog: bool = typer.Option(False, "--backlog",
+                                     help="Publish every request first, then time the routers draining the log "
+                                          "(no producer competing for the cores)."),
         json_path: Optional[Path] = typer.Option(None, "--json", help="Write the results as JSON to PATH."),
     ) -> None:
         """Decisions per second of the router process end to end: consume requests, decide, produce assignments
@@ -287,9 +290,10 @@ def register(app: typer.Typer) -> None:
             raise PhaserError(f"bad --replicas {replicas!r} or --feature-share {feature_share!r}: use e.g. 1,2,4 and 1,0.01") from None
         if not reps or min(reps) < 1 or max(reps) > 16 or not shares or not all(0 <= x <= 1 for x in shares):
             raise PhaserError("--replicas must be 1..16 and --feature-share in [0, 1]")
-        rows = [run(bootstrap, requests, instances, p, profile, replicas=r, feature_share=f)
+        rows = [run(bootstrap, requests, instances, p, profile, replicas=r, feature_share=f, backlog=backlog)
                 for p in pols for r in reps for f in shares]
-        t = Table(title=f"router throughput, end to end ({requests:,} requests, {instances} instances)")
+        mode = "draining a backlog" if backlog else "beside a live producer"
+        t = Table(title=f"router throughput, end to end, {mode} ({requests:,} requests, {instances} instances)")
         for c in ("policy", "replicas", "feature share", "route s", "decisions/s", "publish s"):
             t.add_column(c, justify="left" if c == "policy" else "right")
         for r in rows:
