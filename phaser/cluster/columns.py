@@ -6,7 +6,8 @@ Each instance is one column of a ``len(ROW_FIELDS) × instances`` float matrix: 
 ``inv_rate`` decode iterations per second while it decodes, else 0), its profile's
 coefficients, and the parts of the iteration-time model that only change with the decoding
 count ``n``: ``lin0 = max(floor, a + b·n)``, ``bn = a + b·n``, ``dlin = max(floor, a + b·(n+1)) − lin0``,
-``en = e·n``.
+``en = e·n``; and the router's exact counts the RL features read (requests in prefill, decoding
+requests per predicted-length bucket, outstanding requests).
 
 ``state_at(m, k, now)`` moves column ``k``'s decode clock on to ``now`` and returns the
 estimates a policy reads (the formulas of ``InstanceView``'s properties). Vectorised policies
@@ -26,11 +27,13 @@ from numba import njit
 
 ROW_FIELDS = ("t0", "D0", "n", "rate", "inv_rate", "prompt_dec", "sum_d0", "sum_finish", "pred_prefill",
               "prompt_all", "kv_offset", "cap", "prefill_free_at", "full", "top", "pf_done", "pf_tail",
-              "floor", "a", "b", "c", "d", "e", "g", "lin0", "bn", "dlin", "en")
+              "floor", "a", "b", "c", "d", "e", "g", "lin0", "bn", "dlin", "en",
+              "in_prefill", "b0", "b1", "b2", "outstanding")
 
 # the row indices, as module constants numba folds into the machine code
 (T0, D0, N, RATE, INV_RATE, PROMPT_DEC, SUM_D0, SUM_FINISH, PRED_PREFILL, PROMPT_ALL, KV_OFFSET, CAP,
- PREFILL_FREE_AT, FULL, TOP, PF_DONE, PF_TAIL, FLOOR, A, B, C, D, E, G, LIN0, BN, DLIN, EN) = range(len(ROW_FIELDS))
+ PREFILL_FREE_AT, FULL, TOP, PF_DONE, PF_TAIL, FLOOR, A, B, C, D, E, G, LIN0, BN, DLIN, EN,
+ IN_PREFILL, B0, B1, B2, OUTSTANDING) = range(len(ROW_FIELDS))
 
 #: what ``state_at`` returns, in order
 STATE_FIELDS = ("decode_kv_tokens", "decode_tokens_left", "free_kv_tokens", "prefill_backlog_s", "to_completion_s")

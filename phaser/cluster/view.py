@@ -222,7 +222,8 @@ class InstanceView:
         return (self._t, self._D, n, rate, 1.0 / rate if n and rate > 0 else 0.0, self._prompt_dec, self._sum_d0,
                 self._sum_finish, self._pred_prefill, self._prompt_all, self._kv_offset, self.kv_capacity_tokens,
                 self._prefill_free_at, float(self.outstanding >= prof.max_num_seqs), top, done, tail,
-                fl, a, b, prof.c_s, prof.d_s, e, prof.g_s, lin0, a + b * n, lin1 - lin0, e * n)
+                fl, a, b, prof.c_s, prof.d_s, e, prof.g_s, lin0, a + b * n, lin1 - lin0, e * n,
+                self.in_prefill, *self.decode_buckets, self.outstanding)
 
     @property
     def step_time_s(self) -> float:
