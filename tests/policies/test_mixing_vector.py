@@ -12,7 +12,7 @@ from phaser.engine.profiles import get_profile
 from phaser.policies import make_policy
 from phaser.policies.mixing import EPS_S, penalties
 from phaser.types import Job
-from protos.messages import InstanceStatus
+from tests._random_view import drive
 
 
 def reference(job, inst, now, alpha=0.5, eps=EPS_S):
@@ -40,27 +40,13 @@ def test_vectorised_penalty_matches_the_formulas(seed):
     names = ["v100-16gb-llama2-7b", "a100-llama2-7b", "a10g-llama2-7b", "h100-llama3-8b"]
     profiles = [get_profile(rng.choice(names)) for _ in range(12)]
     v = ClusterView(profiles)
-    live: list[tuple[str, int]] = []
-    t, checked = 0.0, 0
-    for k in range(1500):
-        t += rng.expovariate(40.0)
-        v.advance_to(t)
-        r = rng.random()
-        if r < 0.55:
-            j = Job(id=f"r{k}", arrival_s=t, prompt_tokens=rng.choice([8, 200, 1500, 3000]),
-                    predicted_tokens=rng.choice([0.0, 20.0, 300.0, 900.0]), predicted_bucket=0, prefix_ids=())
-            i = rng.randrange(len(profiles))
-            v.on_assign(j, i, t)
-            live.append((j.id, i))
-        elif r < 0.85 and live:
-            rid, i = live.pop(rng.randrange(len(live)))
-            v.on_complete(rid, i, t)
-        else:
-            i = rng.randrange(len(profiles))
-            tot = profiles[i].kv_blocks_total
-            v.on_status(InstanceStatus(instance=i, ts_s=t, profile=profiles[i].name, running_prefill=0,
-                                       running_decode=0, waiting=0, kv_blocks_used=rng.randrange(tot + 1),
-                                       kv_blocks_total=tot, tokens_in_flight=0), t)
+    checked = 0
+
+    def new_job(k, t, rng):
+        return Job(id=f"r{k}", arrival_s=t, prompt_tokens=rng.choice([8, 200, 1500, 3000]),
+                   predicted_tokens=rng.choice([0.0, 20.0, 300.0, 900.0]), predicted_bucket=0, prefix_ids=())
+
+    for k, t in drive(v, profiles, rng, 1500, new_job):
         if k % 7 == 0:
             j = Job(id="probe", arrival_s=t, prompt_tokens=rng.choice([1, 64, 700, 2500]),
                     predicted_tokens=rng.choice([1.0, 50.0, 800.0]), predicted_bucket=0, prefix_ids=())

@@ -12,8 +12,8 @@ from phaser.cluster.view import ClusterView
 from phaser.engine.kv_cache import PREFIX_BLOCK_TOKENS
 from phaser.engine.profiles import get_profile
 from phaser.rl.features import Encoder, FeatureSpec
-from protos.messages import InstanceStatus
 from phaser.types import Job
+from tests._random_view import drive
 
 
 def reference(job, view, version):
@@ -44,29 +44,15 @@ def test_encoder_columns_match_the_feature_tables(seed):
     profiles = [get_profile(rng.choice(names)) for _ in range(10)]
     v = ClusterView(profiles)
     encs = {ver: Encoder(FeatureSpec(len(profiles), ver)) for ver in (1, 2, 3)}
-    live: list[tuple[str, int]] = []
-    t, checked = 0.0, 0
-    for k in range(1200):
-        t += rng.expovariate(40.0)
-        v.advance_to(t)
+    checked = 0
+
+    def new_job(k, t, rng):
+        return Job(id=f"r{k}", arrival_s=t, prompt_tokens=rng.choice([8, 200, 1500, 3000]),
+                   predicted_tokens=rng.choice([0.0, 20.0, 300.0, 3000.0]), predicted_bucket=rng.randrange(3),
+                   prefix_ids=tuple(range(rng.randrange(4))))
+
+    for k, t in drive(v, profiles, rng, 1200, new_job):
         v.router_queue_len = rng.randrange(600)
-        r = rng.random()
-        if r < 0.55:
-            j = Job(id=f"r{k}", arrival_s=t, prompt_tokens=rng.choice([8, 200, 1500, 3000]),
-                    predicted_tokens=rng.choice([0.0, 20.0, 300.0, 3000.0]), predicted_bucket=rng.randrange(3),
-                    prefix_ids=tuple(range(rng.randrange(4))))
-            i = rng.randrange(len(profiles))
-            v.on_assign(j, i, t)
-            live.append((j.id, i))
-        elif r < 0.85 and live:
-            rid, i = live.pop(rng.randrange(len(live)))
-            v.on_complete(rid, i, t)
-        else:
-            i = rng.randrange(len(profiles))
-            tot = profiles[i].kv_blocks_total
-            v.on_status(InstanceStatus(instance=i, ts_s=t, profile=profiles[i].name, running_prefill=0,
-                                       running_decode=0, waiting=0, kv_blocks_used=rng.randrange(tot + 1),
-                                       kv_blocks_total=tot, tokens_in_flight=0), t)
         if k % 5 == 0:
             j = Job(id="probe", arrival_s=t, prompt_tokens=rng.choice([0, 1, 700, 2500]),
                     predicted_tokens=50.0, predicted_bucket=rng.randrange(3),
