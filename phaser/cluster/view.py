@@ -56,11 +56,11 @@ import heapq
 import math
 from collections import OrderedDict
 from dataclasses import dataclass, field
-from typing import TYPE_CHECKING, NamedTuple, Sequence
+from typing import TYPE_CHECKING, Sequence
 
 import numpy as np
 
-from phaser.cluster.columns import ROW_FIELDS, empty_states, states_at
+from phaser.cluster.columns import ROW_FIELDS
 from phaser.engine.kv_cache import leading_run
 from phaser.types import N_BUCKETS
 
@@ -457,23 +457,9 @@ class ClusterView:
 class ViewArrays:
     """``ClusterView.arrays()``: one array per ``ROW_FIELDS`` name (``.n``, ``.floor`` ...),
     one element per instance (views of one matrix ``m`` the ``ClusterView`` keeps current;
-    the layout is ``phaser.cluster.columns``); ``at(now)`` gives the time-dependent estimates."""
+    the layout is ``phaser.cluster.columns``, whose ``states_at`` gives the time-dependent estimates)."""
 
     def __init__(self, m):
         self.m = m
         for k, name in enumerate(ROW_FIELDS):
             setattr(self, name, m[k])
-
-    def at(self, now: float):
-        """The instance properties at ``now`` (``columns.state_at`` for every column): a
-        namespace of arrays ``decode_kv_tokens``, ``decode_tokens_left``, ``free_kv_tokens``,
-        ``prefill_backlog_s`` and ``to_completion_s`` (earliest completion − now; 0 when idle)."""
-        return _At(*states_at(self.m, float(now), empty_states(self.m.shape[1])))
-
-
-class _At(NamedTuple):
-    decode_kv_tokens: "np.ndarray"
-    decode_tokens_left: "np.ndarray"
-    free_kv_tokens: "np.ndarray"
-    prefill_backlog_s: "np.ndarray"
-    to_completion_s: "np.ndarray"
