@@ -260,7 +260,7 @@ class RouterCore:
 
     def on_status(self, s: protos.InstanceStatus, t: float) -> None:
         self.view.on_status(s, t)
-        if self.health is not None and self.health.on_status(s.instance, s.health == "ok", s.reason, t) == "down":
+        if self.health is not None and self.health.on_status(s.instance, s.health == "ok", s.reason, t, s.ts_s) == "down":
             self._fail_over(s.instance, t)
 
     # ------------------------------------------------------------- failover

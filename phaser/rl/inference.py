@@ -10,10 +10,10 @@ from __future__ import annotations
 
 import numpy as np
 
-#: global features (queue length, prompt tokens, predicted bucket); must match
+#: global features (queue length, prompt tokens, predicted bucket), stated once in
 #: ``phaser.rl.features.GLOBAL``. The per-instance width depends on the feature
 #: spec version (6 in v1, 8 in v2) and is read off the state's length.
-N_GLOBAL = 3
+from phaser.rl.features import N_GLOBAL
 
 
 def split_state(x, n_instances: int):

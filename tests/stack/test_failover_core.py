@@ -40,14 +40,43 @@ def test_silence_or_an_unhealthy_report_takes_an_instance_down_and_a_healthy_hea
     for i in range(3):
         h.on_status(i, True, "", 1.0)
     assert h.check(5.9) == []                       # 4.9 s of silence: not yet
-    h.on_status(0, True, "", 5.5)
-    h.on_status(1, True, "", 5.5)
+    h.on_status(0, True, "", 6.05)
+    h.on_status(1, True, "", 6.05)
     assert h.check(6.1) == [2] and not h.live(2) and "no heartbeat" in h.down[2]
     assert h.check(7.0) == []                       # reported once
     assert h.on_status(1, False, "engine died", 7.0) == "down" and "engine died" in h.down[1]
     assert h.on_status(2, True, "", 8.0) == "up" and h.live(2)
     assert (h.went_down, h.came_back) == (2, 1)
     assert Health(2, 5.0, started_s=100.0).check(104.0) == []  # silence counts from the router's start
+
+
+def test_a_late_broker_silences_everyone_together_and_takes_no_instance_down():
+    """Broker lag: every heartbeat arrives late, in one burst. Silence on the router's clock alone would
+    declare all three down (the tansu scale run: 1,000-2,000 false downs); the stream has not moved on."""
+    h = Health(3, down_after_s=5.0, started_s=0.0)
+    for i in range(3):
+        h.on_status(i, True, "", 1.0, sent_s=1.0)
+    assert h.check(20.0) == []                      # 19 s of silence from everyone: the broker, not the cluster
+    for t in (2.0, 3.0, 4.0, 19.0):                 # the backlog arrives at 20 s, all sent long ago
+        for i in range(3):
+            h.on_status(i, True, "", 20.0, sent_s=t)
+    assert h.check(20.1) == [] and h.went_down == 0
+    # ...but an instance that stops while the others' heartbeats keep coming, late or not, goes down
+    for t in (21.0, 23.0, 25.5):
+        for i in (0, 1):
+            h.on_status(i, True, "", t + 3.0, sent_s=t)   # 3 s of broker lag throughout
+    assert h.check(28.6) == [2] and "heartbeats moved 6.5 s on" in h.down[2]
+
+
+def test_worker_clocks_that_disagree_raise_no_false_alarm():
+    h = Health(2, down_after_s=5.0, started_s=0.0)
+    for t in [1.0 + k / 2 for k in range(17)]:      # every 0.5 s up to 9 s; instance 0's worker runs 100 s ahead
+        h.on_status(0, True, "", t, sent_s=t + 100.0)
+        h.on_status(1, True, "", t, sent_s=t - 30.0)  # instance 1's worker runs 30 s behind
+    assert h.check(9.5) == []
+    assert h.check(14.1) == []                      # both silent: nothing moved on
+    h.on_status(0, True, "", 15.0, sent_s=115.0)
+    assert h.check(15.1) == [1]                     # 1 silent for 6.1 s while 0's stream reached 15 s
 
 
 def _core(n: int = 4, max_attempts: int = 3):
@@ -64,7 +93,7 @@ def test_a_silent_instance_loses_its_in_flight_requests_to_live_ones_with_a_new_
     first = core.decide(0.0)
     assert [a.instance for a in first] == [0, 1, 2, 3, 0, 1, 2, 3]
     core.on_completion(_done(first[2], 1.0), 1.0)   # r2 finished on instance 2 before it died
-    for t in (2.0, 4.0, 6.0):
+    for t in (0.5, 2.0, 4.0, 6.0):
         for i in (0, 1, 3):
             core.on_status(_hb(i, t), t)
     core.check_health(6.0)                          # instance 2 silent since the start (> 5 s)
