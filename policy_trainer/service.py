@@ -359,7 +359,7 @@ async def run_trainer(bootstrap: str, core: TrainerCore, clock, n_instances: int
 
     from aiokafka import TopicPartition
 
-    from services.kafka import STOP_FLUSH_S, Publisher, Topics, bounded, commit, ensure_topics, fetch, open_producer, start_consumer, stop_consumer
+    from services.kafka import STOP_FLUSH_S, Publisher, Topics, bounded, commit, ensure_topics, fetch, open_producer, Pace, start_consumer, stop_consumer
 
     topics = topics or Topics()
     stop = stop or asyncio.Event()
@@ -371,7 +371,8 @@ async def run_trainer(bootstrap: str, core: TrainerCore, clock, n_instances: int
     pub.metrics = metrics
     parts = [(topics.name("assignments"), p) for p in range(n_instances)]
     parts += [(topics.name("completions"), 0), (topics.name("instance-status"), 0)]
-    consumer = await start_consumer(bootstrap, parts, group_id=topics.prefix + "phaser-trainer", client_id="phaser-trainer")
+    consumer = await start_consumer(bootstrap, parts, group_id=topics.prefix + "phaser-trainer", client_id="phaser-trainer",
+                                    pace=Pace.paced())
     stats = ConsumerStats(metrics, "phaser-trainer", topics, consumer)
     await stats.started()
     tps = [TopicPartition(t, p) for t, p in parts]

@@ -44,7 +44,7 @@ from services.kafka_security import client_options
 import protos
 from protos.messages import TOPICS
 from services.lifecycle import mark_ready
-from services.kafka import STOP_FLUSH_S, Topics, bounded, partition_count, start_consumer, stop_consumer
+from services.kafka import STOP_FLUSH_S, Topics, bounded, Pace, partition_count, start_consumer, stop_consumer
 
 RATE_WINDOW_S = 5.0
 #: --once: wall seconds to read up to the end offsets before printing what was read
@@ -245,7 +245,7 @@ async def run_monitor(bootstrap: str, topics: Topics = Topics(), interval: float
                           "`phaser up` prints both at start")
     if missing:
         print(f"monitor: not on {bootstrap} (yet): {', '.join(missing)}; showing the others", file=sys.stderr)
-    consumer = await start_consumer(bootstrap, tps, group_id=None, client_id="phaser-monitor")
+    consumer = await start_consumer(bootstrap, tps, group_id=None, client_id="phaser-monitor", pace=Pace.paced())
     group_consumers: dict = {}
     tp_objs = [TopicPartition(t, p) for t, p in tps]
     live = None

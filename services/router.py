@@ -434,7 +434,7 @@ async def run_router(bootstrap: str, core: RouterCore, clock: StackClock, topics
     from aiokafka import TopicPartition
     from aiokafka.abc import ConsumerRebalanceListener
 
-    from services.kafka import commit, forget_positions, partition_count, start_group_consumer
+    from services.kafka import commit, forget_positions, partition_count, start_group_consumer, Pace
     from services.metrics import ConsumerStats, Metrics
     from services.metrics.router import RouterMetrics
 
@@ -454,8 +454,9 @@ async def run_router(bootstrap: str, core: RouterCore, clock: StackClock, topics
     inputs = ("completions", "instance-status") + (("policy-updates",) if core.swap is not None else ())
     if group:
         side = [(topics.name("assignments"), p) for p in range(n)] + [(topics.name(t), 0) for t in inputs]
+        # its peers' decisions, completions and heartbeats: paced (services.kafka.Pace), not hop-latency
         consumer = await start_consumer(bootstrap, side, group_id=f"{topics.prefix}phaser-router-{core.router_id}",
-                                        client_id=f"phaser-router-{core.router_id}")
+                                        client_id=f"phaser-router-{core.router_id}", pace=Pace.peer_view(clock.time_scale))
     else:
         consumer = await start_consumer(bootstrap, [(topics.name(t), 0) for t in ("requests",) + inputs],
                                         group_id=topics.prefix + "phaser-router", client_id="phaser-router")
