@@ -1,6 +1,7 @@
 """``phaser up``: the whole stack in one command.
 
-Starts the embedded broker (unless ``--bootstrap``), creates the topics, starts
+Starts a broker (unless ``--bootstrap``: the embedded tansu, or with ``--broker kafka``
+a real Apache Kafka), creates the topics, starts
 the router, the workers, the trainer (when the ``trainer`` subcommand exists)
 and the monitor as separate processes, waits until each says it is ready,
 drives the load with ``load_generator.publisher``, collects ``completions`` until
@@ -76,6 +77,9 @@ class UpConfig:
     heartbeat_s: float = 0.5
     time_scale: float = 10.0
     bootstrap: str | None = None
+    #: the broker ``phaser up`` starts when no ``bootstrap`` is given: ``tansu`` (embedded, the
+    #: default) or ``kafka`` (a real single-node Apache Kafka, ``services.apache_kafka``: needs Java)
+    broker: str = "tansu"
     port: int | None = None
     topic_prefix: str | None = None
     drain_timeout_s: float = 30.0
@@ -248,7 +252,7 @@ async def _drive_and_collect(cfg: UpConfig, requests: list, bootstrap: str, topi
     if ctx is not None and ctx.load_metrics is not None:
         extra["progress"] = ctx.load_metrics.progress
     load = asyncio.ensure_future(publish(requests, bootstrap, cfg.time_scale, topics=topics,
-                                         idempotent=cfg.bootstrap is not None, **extra))
+                                         idempotent=cfg.bootstrap is not None or cfg.broker == "kafka", **extra))
     if ctx is not None:
         ctx.tally = tally
     t_load = last_progress = time.monotonic()
@@ -291,6 +295,10 @@ def check_config(cfg: UpConfig) -> None:
     from phaser.engine.profiles import get_profile
     from phaser.policies.base import available, is_learned
 
+    if cfg.broker not in ("tansu", "kafka"):
+        raise PhaserError(f"--broker must be tansu or kafka, got {cfg.broker!r}")
+    if cfg.broker != "tansu" and cfg.bootstrap is not None:
+        raise PhaserError("--broker starts a broker; --bootstrap uses one already running: give one of them")
     if cfg.policy not in available():
         raise PhaserError(f"unknown policy {cfg.policy!r}; known: {', '.join(available())}")
     for p in (x.strip() for x in f"{cfg.profile},{cfg.worker_profile or ''}".split(",")):
@@ -346,7 +354,13 @@ def run_up(cfg: UpConfig, hook=None, capture: dict | None = None) -> dict:
                                    log=lambda m: print(m, file=sys.stderr), log_dir=ready_dir / "engines")
             print(f"starting {cfg.instances} local llama-server(s)...", file=sys.stderr)
             cfg = replace(cfg, backend="openai", endpoints=tuple(engines.start()))
-        if cfg.bootstrap is None:
+        if cfg.bootstrap is None and cfg.broker == "kafka":
+            from services.apache_kafka import ApacheKafka
+
+            print("starting Apache Kafka (KRaft, single node)...", file=sys.stderr, flush=True)
+            broker = ApacheKafka(port=cfg.port or 0).start()
+            bootstrap = broker.bootstrap
+        elif cfg.bootstrap is None:
             broker = EmbeddedBroker(port=cfg.port or free_port(), schemas=not prefix).start()
             bootstrap = broker.bootstrap
         else:

@@ -46,6 +46,9 @@ def register(app: typer.Typer) -> None:
         topic_prefix: str = typer.Option(None, "--topic-prefix", envvar="PHASER_TOPIC_PREFIX",
                                          help="Prefix of every topic (default: none on the embedded broker, a unique "
                                               "up-<hex>- with --bootstrap)."),
+        broker: str = typer.Option("tansu", "--broker", envvar="PHASER_BROKER",
+                                   help="Broker to start when there is no --bootstrap: tansu (embedded) or kafka (a real "
+                                        "Apache Kafka from Maven Central; needs Java 17; what large stacks need, see README)."),
         port: int = typer.Option(0, "--port", envvar="PHASER_BROKER_PORT", min=0, help="Embedded broker port (0 = a free one)."),
         drain_timeout: float = typer.Option(d.drain_timeout_s, "--drain-timeout", envvar="PHASER_DRAIN_TIMEOUT", min=0.1,
                                             help="Wall seconds without a new completion, after the load, before the rest counts as lost."),
@@ -108,7 +111,7 @@ def register(app: typer.Typer) -> None:
         cfg = UpConfig(requests=requests, workload=workload, rate=rate or None, seed=seed, instances=instances,
                        workers=workers or None, profile=profile, policy=policy, predictor=predictor,
                        chunked_prefill=chunked_prefill, time_scale=time_scale, bootstrap=bootstrap or None,
-                       port=port or None, topic_prefix=topic_prefix, drain_timeout_s=drain_timeout, monitor=monitor, trainer=trainer,
+                       broker=broker, port=port or None, topic_prefix=topic_prefix, drain_timeout_s=drain_timeout, monitor=monitor, trainer=trainer,
                        checkpoints=checkpoints, checkpoint=checkpoint or None,
                        plot=str(plot) if plot is not None else None, backend=backend, endpoints=tuple(endpoints),
                        engine=engine or None, metrics_port=metrics_port,

@@ -51,6 +51,30 @@ def test_up_200_requests_completes_all_and_leaves_nothing_behind(tmp_path):
     assert not port_open("127.0.0.1", port)
 
 
+def test_up_on_a_real_apache_kafka_it_starts_itself(tmp_path):
+    """``--broker kafka``: the stack on the Apache Kafka tier's broker (idempotent producers), started and
+    stopped by ``phaser up`` -- no JVM and no open port left behind."""
+    import pytest
+
+    from services.apache_kafka import KafkaUnavailable, provision
+
+    try:
+        provision()
+    except KafkaUnavailable as e:
+        if os.environ.get("PHASER_REQUIRE_KAFKA"):
+            raise
+        pytest.skip(f"Apache Kafka tier skipped: {e}")
+    port = free_port()
+    out = tmp_path / "summary.json"
+    p = _up(port, "--broker", "kafka", "--requests", "150", "--time-scale", "50", "--routers", "2", "--json", str(out))
+    stdout, stderr = p.communicate(timeout=400)
+    assert p.returncode == 0, stderr[-2000:]
+    assert "starting Apache Kafka" in stderr
+    s = json.loads(out.read_text())
+    assert (s["requested"], s["completed"], s["lost"], s["duplicates"], s["failed"]) == (150, 150, 0, 0, 0)
+    assert not port_open("127.0.0.1", port)
+
+
 def test_interrupting_up_stops_every_child(tmp_path):
     port = free_port()
     marker = f"127.0.0.1:{port}"

@@ -40,6 +40,8 @@ def test_the_twin_is_told_the_router_s_profile_and_the_workers_run_the_real_one(
     (UpConfig(policy="rl", start_policy="rl-guided"), "--start-policy must be a heuristic"),
     (UpConfig(policy="rl", twin=True, trainer=False), "--twin is the trainer's"),
     (UpConfig(worker_profile="no-such-gpu"), "no-such-gpu"),
+    (UpConfig(broker="redpanda"), "--broker must be tansu or kafka"),
+    (UpConfig(broker="kafka", bootstrap="127.0.0.1:9092"), "--broker starts a broker; --bootstrap uses one"),
 ])
 def test_bad_up_options_are_refused_before_anything_starts(cfg, msg):
     with pytest.raises(PhaserError, match=msg):
