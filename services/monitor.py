@@ -143,8 +143,11 @@ class MonitorCore:
             if not offsets:  # never committed: no consumer of this group has run
                 lag[g] = None
                 continue
+            # only topics the group commits: router replicas commit `requests` as `phaser-router` and
+            # their views (completions, instance-status) as `phaser-router-<id>`, whose lag is not the group's
+            mine = {base for base, _ in offsets}
             for k, hi in self.high.items():
-                if k[0] in GROUPS.get(g, ()):
+                if k[0] in GROUPS.get(g, ()) and k[0] in mine:
                     per[k[0]] = per.get(k[0], 0) + max(0, hi - offsets.get(k, 0))
             lag[g] = sum(per.values())
         latency = {}

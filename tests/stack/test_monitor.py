@@ -39,6 +39,10 @@ def test_core_rates_lag_and_percentiles():
     assert snap.latency["e2e_s"]["p50"] == 50.5 and abs(snap.latency["e2e_s"]["p99"] - 99.01) < 1e-9
     plain = render_plain(snap)
     assert "completions=100" in plain and "phaser-trainer=-" in plain and "phaser-router=6" in plain
+    core.on_record("instance-status", 0, 499, ts_wall=99.0, value=b"{}")
+    # router replicas: `phaser-router` commits only `requests`; topics it never commits are not its lag
+    replicas = core.snapshot(100.0, {"phaser-router": {("requests", 0): 4}})
+    assert replicas.lag == {"phaser-router": 6} and replicas.lag_by_topic["phaser-router"] == {"requests": 6}
 
 
 async def test_once_snapshot_of_a_finished_run(bare_broker, stack_runner):
