@@ -46,6 +46,8 @@ def register(app: typer.Typer) -> None:
         topic_prefix: str = typer.Option(None, "--topic-prefix", envvar="PHASER_TOPIC_PREFIX",
                                          help="Prefix of every topic (default: none on the embedded broker, a unique "
                                               "up-<hex>- with --bootstrap)."),
+        heartbeat_s: float = typer.Option(d.heartbeat_s, "--heartbeat-s", envvar="PHASER_HEARTBEAT_S", min=0.01,
+                                          help="Stack seconds between two heartbeats of an instance (workers and router)."),
         broker: str = typer.Option("tansu", "--broker", envvar="PHASER_BROKER",
                                    help="Broker to start when there is no --bootstrap: tansu (embedded) or kafka (a real "
                                         "Apache Kafka from Maven Central; needs Java 17; what large stacks need, see README)."),
@@ -111,7 +113,7 @@ def register(app: typer.Typer) -> None:
         cfg = UpConfig(requests=requests, workload=workload, rate=rate or None, seed=seed, instances=instances,
                        workers=workers or None, profile=profile, policy=policy, predictor=predictor,
                        chunked_prefill=chunked_prefill, time_scale=time_scale, bootstrap=bootstrap or None,
-                       broker=broker, port=port or None, topic_prefix=topic_prefix, drain_timeout_s=drain_timeout, monitor=monitor, trainer=trainer,
+                       broker=broker, heartbeat_s=heartbeat_s, port=port or None, topic_prefix=topic_prefix, drain_timeout_s=drain_timeout, monitor=monitor, trainer=trainer,
                        checkpoints=checkpoints, checkpoint=checkpoint or None,
                        plot=str(plot) if plot is not None else None, backend=backend, endpoints=tuple(endpoints),
                        engine=engine or None, metrics_port=metrics_port,

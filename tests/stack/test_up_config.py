@@ -23,6 +23,8 @@ def test_the_twin_is_told_the_router_s_profile_and_the_workers_run_the_real_one(
     assert _opt(cmds["worker-0-3"], "--profile") == ["a100-llama3-8b@x1.6"]
     assert _opt(cmds["trainer"], "--twin-profile") == ["a100-llama3-8b"]
     assert _opt(cmds["trainer"], "--twin-every-s") == ["30.0"] and _opt(cmds["trainer"], "--twin-window") == ["2000"]
+    slow = child_commands(UpConfig(instances=4, workers=2, heartbeat_s=2.0), "127.0.0.1:9092", "")
+    assert _opt(slow["router"], "--heartbeat-s") == _opt(slow["worker-0-1"], "--heartbeat-s") == ["2.0"]
     plain = child_commands(UpConfig(policy="rl", checkpoints="/tmp/s"), "127.0.0.1:9092", "")
     assert "--twin-profile" not in plain["trainer"] and _opt(plain["router"], "--policy") == ["round-robin"]
     assert "--explore" not in plain["router"]  # online gradient learning keeps its exploration
